@@ -1,0 +1,178 @@
+"""The CloudEvents 1.0 envelope and the building blocks every contract model shares.
+
+Everything Safeguard reads or publishes is a CloudEvent in structured JSON mode
+(CONTRACT.md section 1). This module holds the envelope attributes, the vocabulary
+of event types, and the constrained field types (identifiers, timestamps, URIs) that
+the data models in `schemas.events`, `schemas.alerts` and `schemas.deadletter` reuse.
+"""
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "KNOWN_TYPES",
+    "MAX_FUTURE_SKEW",
+    "AlertType",
+    "AreaCode",
+    "CloudEvent",
+    "CloudEventId",
+    "ContractModel",
+    "Envelope",
+    "EventEnvelopeBase",
+    "EventType",
+    "Identifier",
+    "Timestamp",
+    "UriReference",
+]
+
+#: How far an event's `time` may lie ahead of the receiver's clock (skew allowance).
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: unknown fields rejected, instances immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+"""Opaque pseudonymous reference from a source system (child, offender, incident...)."""
+
+AreaCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+"""Policing area code, used to route notifications."""
+
+# The RFC 3986 URI-reference character set (unreserved, reserved and '%'): anything
+# else, whitespace and control characters included, cannot appear in a URI-reference.
+UriReference = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]{1,256}$"),
+]
+"""RFC 3986 URI-reference, 1..256 characters."""
+
+CloudEventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""CloudEvents `id`: unique per `source`; `(source, id)` is the idempotency key."""
+
+# RFC 3339 `date-time` exactly: pydantic alone would also take unix timestamps,
+# minute precision and offsets without a colon, none of which the contract allows.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})",
+)
+
+
+def _require_rfc3339(value: object) -> object:
+    """Let datetimes through (built in code); demand an RFC 3339 string otherwise."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value
+    raise PydanticCustomError(
+        "datetime_rfc3339",
+        "Input should be an RFC 3339 timestamp with seconds and an offset, "
+        "e.g. 2026-11-20T21:14:00Z",
+    )
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339)]
+"""RFC 3339 timestamp with an offset; naive times are rejected."""
+
+
+class EventType(StrEnum):
+    """Types of the events control rooms send (CONTRACT.md section 2)."""
+
+    INCIDENT_REPORTED = "incident.reported"
+    CHILD_WELFARE_CHECKED = "child.welfare_checked"
+    REFERRAL_SHARED = "referral.shared"
+    CHILD_MISSING = "child.missing"
+    CHILD_FOUND = "child.found"
+    RETURN_INTERVIEW_COMPLETED = "return_interview.completed"
+    EXPLOITATION_CONCERN_RAISED = "exploitation.concern_raised"
+    SAFEGUARDING_ACTION_TAKEN = "safeguarding.action_taken"
+    OFFENDER_REGISTERED = "offender.registered"
+    OFFENDER_VISITED = "offender.visited"
+    OFFENDER_RISK_ASSESSED = "offender.risk_assessed"
+    FORENSIC_EXAMINATION_REQUESTED = "forensic.examination_requested"
+    FORENSIC_EXAMINATION_COMPLETED = "forensic.examination_completed"
+    CUSTODY_CHILD_DETAINED = "custody.child_detained"
+    CUSTODY_CHILD_RELEASED = "custody.child_released"
+
+
+class AlertType(StrEnum):
+    """Types of the events the risk service publishes (CONTRACT.md section 5)."""
+
+    RAISED = "alert.raised"
+    RESOLVED = "alert.resolved"
+
+
+#: Every CloudEvents `type` this package defines; also the tags of its tagged unions.
+KNOWN_TYPES: frozenset[str] = frozenset(EventType) | frozenset(AlertType)
+
+
+class CloudEvent(ContractModel):
+    """CloudEvents 1.0 context attributes shared by every Safeguard event.
+
+    Subclasses add `type` and `data`. Extension attributes are not accepted.
+    """
+
+    specversion: Literal["1.0"]
+    id: CloudEventId
+    source: UriReference
+    time: Timestamp
+    datacontenttype: Literal["application/json"] | None = None
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    dataschema: UriReference | None = None
+
+    def to_json(self) -> bytes:
+        """Serialise as structured-mode JSON, leaving out absent (None) attributes."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def _now_from(info: ValidationInfo) -> datetime:
+    """Return the validation context's `now` (injected by tests), else the clock."""
+    context = info.context
+    now = context.get("now") if isinstance(context, Mapping) else None
+    if now is None:
+        return datetime.now(UTC)
+    if not isinstance(now, datetime) or now.utcoffset() is None:
+        # A programming error, not bad input: TypeError escapes pydantic unwrapped.
+        msg = "validation context 'now' must be a timezone-aware datetime"
+        raise TypeError(msg)
+    return now
+
+
+class EventEnvelopeBase(CloudEvent):
+    """A CloudEvent reporting something that happened in the world.
+
+    `time` may be in the past (late reports are normal) but not more than five
+    minutes ahead of the receiver's clock, read from the validation context key
+    `now` when given.
+    """
+
+    @field_validator("time")
+    @classmethod
+    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        if value > _now_from(info) + MAX_FUTURE_SKEW:
+            raise PydanticCustomError(
+                "time_in_future",
+                "time is more than 5 minutes in the future",
+            )
+        return value
+
+
+class Envelope(EventEnvelopeBase):
+    """Any Safeguard event, with `data` left as an unchecked JSON object."""
+
+    type: EventType
+    data: dict[str, Any]

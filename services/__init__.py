@@ -1,0 +1,1 @@
+"""Safeguard's three services (ingest, risk, notify) and the plumbing they share."""

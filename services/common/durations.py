@@ -1,0 +1,41 @@
+"""Durations as operators write them in policy files: `90s`, `15m`, `4h`, `14d`, `1d12h`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_PART = re.compile(r"(\d+)([dhms])")
+_WHOLE = re.compile(r"^(\d+[dhms])+$")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: object) -> timedelta:
+    """Parse `1d12h`-style text; timedeltas pass through unchanged."""
+    if isinstance(text, timedelta):
+        return text
+    if not isinstance(text, str) or not _WHOLE.match(text.strip()):
+        raise ValueError(f"expected a duration such as 90s, 15m, 4h, 14d or 1d12h, got {text!r}")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Render a timedelta in the same style, largest units first."""
+    remaining = int(delta.total_seconds())
+    if remaining == 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNIT_SECONDS.items():
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]

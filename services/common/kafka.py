@@ -1,0 +1,53 @@
+"""Broker connection and topic names, shared by every service's settings class."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class Topics(BaseModel):
+    """The topics of CONTRACT.md section 5; overridable so tests can isolate themselves."""
+
+    events: str = "safeguarding.events.v1"
+    alerts: str = "safeguarding.alerts.v1"
+    notifications: str = "safeguarding.notifications.v1"
+    deadletter: str = "safeguarding.deadletter.v1"
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the broker. Every broker setting comes from here, never from code."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    topics: Topics = Field(default_factory=Topics)
+
+    @property
+    def servers(self) -> list[str]:
+        """Return the bootstrap servers as a list."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    def kafka_python_options(self) -> dict[str, object]:
+        """Return the connection options in kafka-python's spelling."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.ssl_cafile:
+            options["ssl_cafile"] = self.ssl_cafile
+        return options
+
+    def faust_broker_url(self) -> str:
+        """Return the broker URL in Faust's spelling."""
+        return ";".join(f"kafka://{server}" for server in self.servers)

