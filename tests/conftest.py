@@ -1,0 +1,7 @@
+"""Fixtures shared by every test package, registered once."""
+
+pytest_plugins = [
+    "tests.fixtures.broker",
+    "tests.fixtures.webhook",
+    "tests.fixtures.stack",
+]
