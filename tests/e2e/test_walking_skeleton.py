@@ -119,7 +119,7 @@ def test_duplicate_post_has_no_second_effect(stack: DevStack, webhook: WebhookRe
     )
     assert code == 202
     deliveries = wait_until(
-        lambda: len(webhook.wait_for(lambda b: b["alert"]["child_id"] == "C-E2", timeout=0)) >= 2  # noqa: PLR2004
+        lambda: len(webhook.wait_for(lambda b: b["alert"]["child_id"] == "C-E2", timeout=0)) >= 2
     )
     assert deliveries
     alerts = wait_until(lambda: len(alerts_for(stack, "C-E2")) >= 2 and alerts_for(stack, "C-E2"))
