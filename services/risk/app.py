@@ -12,26 +12,30 @@ writes the table, so each breach is raised once, by the partition's active owner
 from __future__ import annotations
 
 import time
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import faust
 import structlog
+from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from schemas.alerts import AlertRaised, alert_raised_event, alert_resolved_event
 from schemas.deadletter import DeadLetterReason
 from schemas.errors import FieldError, InvalidEvent, MalformedJSON
 from schemas.events import parse_event, parse_event_json
-from services.common.auth import Authenticator
+from services.common.auth import Authenticator, Role
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
-from services.common.faust_web import add_probe_pages
+from services.common.faust_web import add_probe_pages, authorise, error
 from services.common.streams import faust_options, raw_topic
 from services.risk import rules
 from services.risk.engine import Effect, Outcome, check, evaluate
 from services.risk.metrics import RiskMetrics
 from services.risk.policy import RiskPolicy
 from services.risk.schedule import DeadlineSchedule
+from services.risk.scoring import score
 from services.risk.settings import RiskSettings
 from services.risk.state import SubjectState, subject_key
 
@@ -81,13 +85,17 @@ class RiskService:
             "subjects",
             default=None,
             partitions=settings.stream.partitions,
-            schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+            # Compact JSON bytes: a deserialised dict per subject would cost several
+            # times the memory in the in-process store.
+            schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
         )
         self.app.agent(self.events_topic, name="route")(self._route)
         self.app.agent(self.subjects_topic, name="correlate")(self._correlate)
         self.app.timer(settings.check_interval_seconds, name="send_checks")(self._send_checks)
         self.table.on_recover(self._rebuild_schedule)
+        self.pending: Counter[str] = Counter()
         add_probe_pages(self.app, registry, ready=lambda: self.recovered)
+        self._add_pages()
 
     async def _route(self, stream: Any) -> None:  # noqa: ANN401 - faust streams are untyped
         async for event in stream.events():
@@ -130,13 +138,14 @@ class RiskService:
     def _load(self, key: str) -> SubjectState:
         raw = self.table.get(key.encode())
         if raw is not None:
-            return SubjectState.model_validate(raw)
+            return SubjectState.from_json(raw)
         kind, _, subject_id = key.partition(":")
         return SubjectState(kind=kind, id=subject_id)
 
     async def _apply(self, message: Any, body: dict[str, Any]) -> None:  # noqa: ANN401
         parsed = parse_event(body)
         state = self._load(message.key.decode())
+        before = _pending_by_rule(state)
         outcome = evaluate(state, parsed, self.clock.now(), self.policy)
         if outcome.duplicate:
             self.metrics.duplicates.inc()
@@ -144,43 +153,42 @@ class RiskService:
             return
         self.metrics.events.labels(type=parsed.type).inc()
         await self._commit(state, outcome, message.partition)
+        self._account(before, _pending_by_rule(state))
 
     async def _check(self, key: str, partition: int) -> None:
         state = self._load(key)
-        outcome = check(state, self.clock.now())
+        before = _pending_by_rule(state)
+        outcome = check(state, self.clock.now(), self.policy)
         if outcome.effects:
-            await self._commit(state, outcome, partition, clock_driven=True)
+            await self._commit(state, outcome, partition)
+            self._account(before, _pending_by_rule(state))
         elif (due := state.next_due()) is not None:
             self.schedule.push(due, partition, key)
 
-    async def _commit(
-        self, state: SubjectState, outcome: Outcome, partition: int, *, clock_driven: bool = False
-    ) -> None:
+    async def _commit(self, state: SubjectState, outcome: Outcome, partition: int) -> None:
         # Alerts reach the broker before the state is written: a crash in between makes
         # the input run again and re-send the alert under the same id (dropped
         # downstream), whereas state written first could lose the alert.
-        await self._publish(outcome.effects, clock_driven=clock_driven)
+        await self._publish(outcome.effects)
+        for lag in outcome.lags:
+            self.metrics.deadline_lag.observe(lag)
         state.partition = partition
-        self.table[state.key.encode()] = state.model_dump(mode="json")
+        self.table[state.key.encode()] = state.to_json()
         if (due := state.next_due()) is not None:
             self.schedule.push(due, partition, state.key)
 
-    async def _publish(self, effects: list[Effect], *, clock_driven: bool) -> None:
-        # Deadline lag measures how late the clock fires; a backdated trigger that is
-        # already overdue on arrival says nothing about that, so it is not observed.
+    async def _publish(self, effects: list[Effect]) -> None:
         pending = []
         for effect in effects:
             if isinstance(effect, AlertRaised):
-                value = alert_raised_event(effect).model_dump_json().encode()
-                kind, severity = "raised", effect.severity.value
-                if clock_driven and effect.due_at is not None:
-                    lag = (effect.raised_at - effect.due_at).total_seconds()
-                    self.metrics.deadline_lag.observe(max(0.0, lag))
+                value = alert_raised_event(effect).to_json()
+                kind = "raised"
+                self.metrics.breaches.labels(rule=effect.rule, severity=effect.severity.value).inc()
             else:
-                value = alert_resolved_event(effect).model_dump_json().encode()
-                kind, severity = "resolved", "none"
+                value = alert_resolved_event(effect).to_json()
+                kind = "resolved"
+                self.metrics.resolutions.labels(rule=effect.rule).inc()
             pending.append(await self.alerts_topic.send(key=effect.alert_id.encode(), value=value))
-            self.metrics.alerts.labels(kind=kind, rule=effect.rule, severity=severity).inc()
             log.info("alert_published", kind=kind, alert_id=effect.alert_id, rule=effect.rule)
         for future in pending:
             await future
@@ -196,12 +204,68 @@ class RiskService:
         topic = self.subjects_topic.get_topic_name()
         active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
         self.schedule.clear()
+        self.pending.clear()
         for raw in self.table.values():
-            state = SubjectState.model_validate(raw)
-            if state.partition in active and (due := state.next_due()) is not None:
+            state = SubjectState.from_json(raw)
+            if state.partition not in active:
+                continue
+            self.pending.update(_pending_by_rule(state))
+            if (due := state.next_due()) is not None:
                 self.schedule.push(due, state.partition, state.key)
+        self.metrics.open_obligations.clear()
+        for rule, count in self.pending.items():
+            self.metrics.open_obligations.labels(rule=rule).set(count)
         self.recovered = True
         log.info("schedule_rebuilt", deadlines=len(self.schedule), partitions=len(active))
+
+    def _account(self, before: Counter[str], after: Counter[str]) -> None:
+        for rule in before.keys() | after.keys():
+            self.pending[rule] += after[rule] - before[rule]
+            self.metrics.open_obligations.labels(rule=rule).set(self.pending[rule])
+
+    def _add_pages(self) -> None:
+        service = self
+
+        @self.app.page("/v1/children/{child_id}")
+        async def child_view(self: View, request: Request, child_id: str) -> Response:
+            _, refusal = authorise(self, request, service.auth, Role.READ)
+            if refusal is not None:
+                return refusal
+            raw = service.table.get(subject_key("child", child_id).encode())
+            if raw is None:
+                return error(self, 404, "not_found", "no events about this child")
+            return self.json(
+                child_summary(SubjectState.from_json(raw), service.clock.now(), service.policy)
+            )
+
+
+def _pending_by_rule(state: SubjectState) -> Counter[str]:
+    return Counter(o.rule for o in state.obligations.values() if o.pending)
+
+
+def child_summary(state: SubjectState, now: datetime, policy: RiskPolicy) -> dict[str, Any]:
+    """Return what `GET /v1/children/{id}` shows: obligations, events, level and factors."""
+    current = score(state, now, policy.scoring)
+    return {
+        "child_id": state.id,
+        "level": current.level.value,
+        "score": current.points,
+        "factors": [
+            {"signal": f.signal, "points": f.points, "at": f.at.isoformat()}
+            for f in current.factors
+        ],
+        "open_obligations": [
+            {
+                "rule": o.rule,
+                "due_at": o.due_at.isoformat(),
+                "severity": o.severity.value,
+                "status": "overdue" if o.raised else "pending",
+            }
+            for o in sorted(state.obligations.values(), key=lambda o: o.due_at)
+            if o.pending or (o.raised and not o.resolved)
+        ],
+        "recent_events": [{"type": r.type, "at": r.at.isoformat()} for r in reversed(state.recent)],
+    }
 
 
 def create_app(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class RiskMetrics:
@@ -11,7 +11,7 @@ class RiskMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
             "safeguard_risk_events_processed_total",
-            "Events applied to subject state, by type.",
+            "Events applied to subject state, by type (once per subject they concern).",
             ["type"],
             registry=registry,
         )
@@ -26,15 +26,27 @@ class RiskMetrics:
             ["reason"],
             registry=registry,
         )
-        self.alerts = Counter(
-            "safeguard_risk_alerts_total",
-            "Alerts published, by kind (raised, resolved), rule and severity.",
-            ["kind", "rule", "severity"],
+        self.open_obligations = Gauge(
+            "safeguard_risk_open_obligations",
+            "Obligations whose deadline is still being watched, by rule (this worker).",
+            ["rule"],
+            registry=registry,
+        )
+        self.breaches = Counter(
+            "safeguard_risk_breaches_total",
+            "Alerts raised, by rule and severity.",
+            ["rule", "severity"],
+            registry=registry,
+        )
+        self.resolutions = Counter(
+            "safeguard_risk_resolutions_total",
+            "Alerts resolved by a late fulfilment, by rule.",
+            ["rule"],
             registry=registry,
         )
         self.deadline_lag = Histogram(
             "safeguard_risk_deadline_lag_seconds",
-            "Time from an obligation's due_at to its alert, for breaches seen in time.",
+            "Alert time minus due_at, for deadlines that passed while being watched.",
             registry=registry,
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
         )

@@ -1,13 +1,26 @@
-"""The risk policy: obligation windows and severities, from one YAML file operators own."""
+"""The risk policy: obligation windows, pattern thresholds and risk weights, from one YAML file.
+
+Operators change these without code. Every field is validated; an error names the field.
+"""
 
 from __future__ import annotations
 
+from datetime import date, time, timedelta
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.alerts import Severity
+from schemas.events import (
+    ConcernLevel,
+    IncidentCategory,
+    MissingRiskGrade,
+    OffenderRiskLevel,
+    ReferralContent,
+)
 from services.common.durations import Duration
 
 
@@ -15,35 +28,188 @@ class PolicyError(ValueError):
     """The policy file is missing or invalid; the message names the field."""
 
 
+class RiskLevel(StrEnum):
+    """A child's risk level (CONTRACT.md section 4), ordered low < medium < high < critical."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Position in the order, 0 for low."""
+        return list(RiskLevel).index(self)
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab)
 
 
-class SocialCareReferralPolicy(_Strict):
-    """`social-care-referral`: referral to children's social care or the MASH."""
+class Window(_Strict):
+    """A fixed window and the severity of its breach."""
 
     window: Duration
+    severity: Severity
+
+
+class SocialCareReferral(Window):
+    """`social-care-referral`."""
+
     window_when_dash_high: Duration
-    severity: Severity = Severity.HIGH
 
 
-class ObligationsPolicy(_Strict):
+class SchoolNotification(_Strict):
+    """`school-notification`: by a time of day on the next school day."""
+
+    severity: Severity = Severity.MEDIUM
+    deadline_time: time = time(9, 0)
+    timezone: str = "Europe/London"
+    min_age: int = 4
+    holidays: list[date] = Field(default_factory=list)
+
+
+class ExploitationAction(Window):
+    """`exploitation-action`."""
+
+    window_when_level_high: Duration
+    severity_when_level_high: Severity
+
+
+class MissingReferral(_Strict):
+    """`missing-referral`: a window per grade; a grade without one creates no obligation."""
+
+    windows: dict[MissingRiskGrade, Duration]
+    severity: Severity
+
+
+class OffenderRoutineVisit(_Strict):
+    """`offender-routine-visit`: a window per offender risk level."""
+
+    windows: dict[OffenderRiskLevel, Duration]
+    severity: Severity
+
+    @model_validator(mode="after")
+    def _every_level(self) -> OffenderRoutineVisit:
+        missing = set(OffenderRiskLevel) - set(self.windows)
+        if missing:
+            raise ValueError(f"windows lacks levels {sorted(missing)}")
+        return self
+
+
+class ForensicSecond(Window):
+    """The second forensic alert."""
+
+    severity_when_contact_restricted: Severity
+
+
+class ForensicExamination(_Strict):
+    """`forensic-examination`: two alerts."""
+
+    first: Window
+    second: ForensicSecond
+
+
+class Obligations(_Strict):
     """Windows of the deadline rules (CONTRACT.md section 3)."""
 
-    social_care_referral: SocialCareReferralPolicy
+    welfare_check: Window
+    social_care_referral: SocialCareReferral
+    school_notification: SchoolNotification
+    exploitation_action: ExploitationAction
+    missing_referral: MissingReferral
+    return_interview: Window
+    offender_initial_visit: Window
+    offender_routine_visit: OffenderRoutineVisit
+    forensic_examination: ForensicExamination
+    child_in_custody: Window
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=lambda n: n.replace("_", "-")
-    )
+
+class RepeatPattern(_Strict):
+    """A pattern completed by the `count`-th occurrence within `within`."""
+
+    count: Annotated[int, Field(ge=2)]
+    within: Duration
+    severity: Severity
+
+
+class ReferralIncomplete(_Strict):
+    """`referral-incomplete`."""
+
+    required_contents: list[ReferralContent]
+    severity: Severity
+
+
+class Patterns(_Strict):
+    """The pattern rules."""
+
+    repeat_missing: RepeatPattern
+    repeat_domestic_abuse: RepeatPattern
+    referral_incomplete: ReferralIncomplete
+
+
+class IncidentWeight(_Strict):
+    """Points for an incident, by whether the child was present."""
+
+    present: int = Field(ge=0)
+    absent: int = Field(ge=0)
+
+
+class Weights(_Strict):
+    """Points each signal adds to a child's score."""
+
+    incident: dict[IncidentCategory, IncidentWeight]
+    missing: dict[MissingRiskGrade, Annotated[int, Field(ge=0)]]
+    exploitation: dict[ConcernLevel, Annotated[int, Field(ge=0)]]
+    custody: int = Field(ge=0)
+    breach: int = Field(ge=0)
+
+
+class Thresholds(_Strict):
+    """Lowest score of each level above `low`."""
+
+    medium: int
+    high: int
+    critical: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if not 0 < self.medium < self.high < self.critical:
+            raise ValueError("thresholds must rise: 0 < medium < high < critical")
+        return self
+
+
+class Scoring(_Strict):
+    """The risk score (CONTRACT.md section 4)."""
+
+    lookback: Duration
+    thresholds: Thresholds
+    weights: Weights
+    under_13_exploitation_floor: RiskLevel = RiskLevel.MEDIUM
 
 
 class RiskPolicy(BaseModel):
     """Everything the risk service takes from the policy file."""
 
-    # The file also holds the notify service's sections, which it validates itself.
+    # The file also holds the notify service's sections, which that service validates.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    obligations: ObligationsPolicy
+    obligations: Obligations
+    patterns: Patterns
+    scoring: Scoring
+    settle: Duration = Field(
+        default=timedelta(seconds=5),
+        description="how long an obligation already overdue on arrival waits for the "
+        "fulfilments sent with it before its alert is raised",
+    )
+    retention: Duration = Field(
+        default=timedelta(days=400),
+        description="how long closed obligations and seen event ids are kept per subject",
+    )
 
 
 def load_policy(path: Path) -> RiskPolicy:
