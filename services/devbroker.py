@@ -47,7 +47,10 @@ def wait_until_answers(bootstrap: str, *, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="safeguard-dev"
+                bootstrap_servers=bootstrap,
+                request_timeout_ms=3000,
+                bootstrap_timeout_ms=1000,
+                client_id="safeguard-dev",
             )
         except (KafkaError, OSError) as exc:
             last = exc

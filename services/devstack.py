@@ -94,6 +94,10 @@ class DevStack:
             env[f"{p}STREAM__STORE"] = "memory://"
             env[f"{p}STREAM__DATA_DIR"] = str(self.data_dir / spec.name)
             env[f"{p}STREAM__PARTITIONS"] = str(self.partitions)
+            # Tansu: one record per batch keeps its end offsets right (see streams.py),
+            # and a 6 s session halves its group join time.
+            env[f"{p}STREAM__PRODUCER_MAX_BATCH_SIZE"] = "1"
+            env[f"{p}STREAM__SESSION_TIMEOUT_SECONDS"] = "6"
         if spec.name == "risk":
             env[f"{p}POLICY_FILE"] = str(self.policy_file)
         if spec.name == "notify":

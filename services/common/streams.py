@@ -27,6 +27,11 @@ class StreamSettings(BaseModel):
     session_timeout_seconds: float = 10.0
     heartbeat_interval_seconds: float = 1.0
     commit_interval_seconds: float = 1.0
+    producer_max_batch_size: int | None = Field(
+        default=None,
+        description="set to 1 on Tansu: it reports a wrong end offset after a multi-record "
+        "batch, which makes table recovery skip the last changelog records",
+    )
 
 
 def faust_options(
@@ -46,6 +51,9 @@ def faust_options(
         "broker_heartbeat_interval": stream.heartbeat_interval_seconds,
         "broker_commit_interval": stream.commit_interval_seconds,
         "producer_acks": -1,
+        # Faust would otherwise let variables such as WEB_PORT or BROKER_URL override
+        # these; our settings class is the only source of configuration.
+        "env": {},
         "web_host": web_host,
         "web_port": web_port,
         "web_bind": web_host,
@@ -55,6 +63,8 @@ def faust_options(
         "web_graph_enabled": False,
         "web_stats_enabled": False,
     }
+    if stream.producer_max_batch_size is not None:
+        options["producer_max_batch_size"] = stream.producer_max_batch_size
     return options
 
 
@@ -82,4 +92,5 @@ def run_worker(app: faust.App, *, log_level: str) -> None:
         redirect_stdouts=False,
         quiet=True,
     )
+    worker.spinner = None  # it writes terminal escapes to stdout even when not a terminal
     worker.execute_from_commandline()

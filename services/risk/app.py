@@ -194,11 +194,21 @@ class RiskService:
             await future
 
     async def _send_checks(self) -> None:
-        for partition, keys in self.schedule.pop_due(self.clock.now()).items():
-            for start in range(0, len(keys), CHECK_BATCH):
-                await self.subjects_topic.send(
-                    value={"check": keys[start : start + CHECK_BATCH]}, partition=partition
-                )
+        due = self.schedule.pop_due(self.clock.now())
+        try:
+            for partition, keys in due.items():
+                for start in range(0, len(keys), CHECK_BATCH):
+                    await self.subjects_topic.send(
+                        value={"check": keys[start : start + CHECK_BATCH]}, partition=partition
+                    )
+        except Exception:
+            # An exception in a Faust timer stops the worker; put the keys back so the
+            # next tick retries, and keep running.
+            log.exception("check_send_failed", subjects=sum(len(k) for k in due.values()))
+            retry_at = self.clock.now()
+            for partition, keys in due.items():
+                for key in keys:
+                    self.schedule.push(retry_at, partition, key)
 
     async def _rebuild_schedule(self) -> None:
         topic = self.subjects_topic.get_topic_name()

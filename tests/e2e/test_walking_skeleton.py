@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -54,12 +55,12 @@ def referral(event_id: str, incident_id: str, child_id: str, at: timedelta) -> d
 
 
 def alerts_for(
-    stack: DevStack, child_id: str, status: str | None = None
+    stack: DevStack, child_id: str, status: str | None = None, rule: str = "social-care-referral"
 ) -> list[dict[str, object]]:
     query = f"?status={status}" if status else ""
     code, body, _ = Client().request("GET", f"{stack.url('notify')}/v1/alerts{query}")
     assert code == 200, body
-    return [a for a in body["alerts"] if a["subject_id"] == child_id]
+    return [a for a in body["alerts"] if a["subject_id"] == child_id and a["rule"] == rule]
 
 
 def test_backdated_incident_alerts_and_late_referral_resolves(
@@ -104,13 +105,17 @@ def test_backdated_incident_alerts_and_late_referral_resolves(
     assert kinds == ["raised", "notification", "resolved"]
 
 
+def is_referral(body: dict[str, Any]) -> bool:
+    return bool(body["alert"]["rule"] == "social-care-referral")
+
+
 def test_duplicate_post_has_no_second_effect(stack: DevStack, webhook: WebhookReceiver) -> None:
     client = Client()
     event = incident("inc-e2e-dup", "INC-E2", "C-E2", timedelta(days=-3))
     for _ in range(2):
         code, _, _ = client.request("POST", f"{stack.url('ingest')}/v1/events", event)
         assert code == 202
-    assert webhook.wait_for(lambda b: b["alert"]["child_id"] == "C-E2")
+    assert webhook.wait_for(lambda b: b["alert"]["child_id"] == "C-E2" and is_referral(b))
     # A later event for the same child proves the duplicate was processed before it.
     code, _, _ = client.request(
         "POST",
@@ -119,14 +124,28 @@ def test_duplicate_post_has_no_second_effect(stack: DevStack, webhook: WebhookRe
     )
     assert code == 202
     deliveries = wait_until(
-        lambda: len(webhook.wait_for(lambda b: b["alert"]["child_id"] == "C-E2", timeout=0)) >= 2
+        lambda: (
+            len(
+                webhook.wait_for(
+                    lambda b: b["alert"]["child_id"] == "C-E2" and is_referral(b), timeout=0
+                )
+            )
+            >= 2
+        )
     )
     assert deliveries
     alerts = wait_until(lambda: len(alerts_for(stack, "C-E2")) >= 2 and alerts_for(stack, "C-E2"))
     # One alert per incident, none for the repeated POST.
     assert len(alerts) == 2
     assert len({a["alert_id"] for a in alerts}) == 2
-    assert len(webhook.wait_for(lambda b: b["alert"]["child_id"] == "C-E2", timeout=0)) == 2
+    assert (
+        len(
+            webhook.wait_for(
+                lambda b: b["alert"]["child_id"] == "C-E2" and is_referral(b), timeout=0
+            )
+        )
+        == 2
+    )
 
 
 def test_invalid_event_on_kafka_is_dead_lettered(stack: DevStack) -> None:
