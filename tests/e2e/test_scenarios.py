@@ -36,7 +36,8 @@ def scenario_files() -> list[Path]:
 
 def offset(text: str) -> timedelta:
     match = _OFFSET.match(text)
-    assert match and text.strip("-"), f"bad offset {text!r}"
+    assert match, f"bad offset {text!r}"
+    assert text.strip("-"), f"empty offset {text!r}"
     sign, days, hours, minutes, seconds = match.groups()
     delta = timedelta(
         days=int(days or 0),
