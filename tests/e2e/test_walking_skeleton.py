@@ -101,8 +101,19 @@ def test_backdated_incident_alerts_and_late_referral_resolves(
     assert detail["status"] == "resolved"
     # due 24 h after an incident 25 days ago; met 1 day ago: 23 days late.
     assert abs(detail["resolution"]["late_by_seconds"] - 23 * 86400) < 60
+    # Resolving tells whoever was notified: the duty desk gets a resolution notice.
+    detail = wait_until(
+        lambda: (
+            (d := client.request("GET", f"{stack.url('notify')}/v1/alerts/{alert_id}")[1])[
+                "timeline"
+            ][-1]["kind"]
+            == "notification"
+            and d
+        )
+    )
     kinds = [entry["kind"] for entry in detail["timeline"]]
-    assert kinds == ["raised", "notification", "resolved"]
+    assert kinds == ["raised", "notification", "resolved", "notification"]
+    assert detail["timeline"][-1]["delivery"]["purpose"] == "resolution"
 
 
 def is_referral(body: dict[str, Any]) -> bool:
