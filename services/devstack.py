@@ -18,6 +18,8 @@ from services.common.processes import spawn, stop
 REPO = Path(__file__).resolve().parent.parent
 DEV_TOKEN = "safeguard-dev-token"  # noqa: S105 - the documented development token
 DEV_TOKENS_FILE = REPO / "config" / "dev-tokens.yaml"
+# Signs webhook deliveries to the development inbox (the policy's `duty_desk` secret).
+DEV_WEBHOOK_SECRET = "safeguard-dev-webhook-secret"  # noqa: S105 - development only
 DEFAULT_POLICY = REPO / "policy" / "default.yaml"
 
 
@@ -54,6 +56,8 @@ class DevStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     output: IO[bytes] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    python: str = sys.executable
 
     @property
     def specs(self) -> list[ServiceSpec]:
@@ -102,6 +106,8 @@ class DevStack:
             env[f"{p}POLICY_FILE"] = str(self.policy_file)
         if spec.name == "notify":
             env[f"{p}WEBHOOK_URL"] = self.webhook_url
+            env[f"{p}POLICY_FILE"] = str(self.policy_file)
+            env[f"{p}WEBHOOK_SECRETS__DUTY_DESK"] = DEV_WEBHOOK_SECRET
         env.update(self.extra_env)
         return env
 
@@ -109,7 +115,7 @@ class DevStack:
         """Start (or restart) one service process."""
         spec = next(s for s in self.specs if s.name == name)
         self.processes[name] = spawn(
-            [sys.executable, "-m", f"services.{name}.main"],
+            [self.python, "-m", f"services.{name}.main"],
             env=self.environment(spec),
             stdout=self.output,
             cwd=REPO,
@@ -145,7 +151,9 @@ class DevStack:
         return stop(self.processes.pop(name))
 
     def stop(self) -> None:
-        """Stop every service, ingest first so nothing new arrives."""
+        """Stop every service, ingest first so nothing new arrives, then any other process."""
         for spec in reversed(self.specs):
             if spec.name in self.processes:
                 self.stop_service(spec.name)
+        for name in list(self.processes):
+            self.stop_service(name)
