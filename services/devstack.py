@@ -96,7 +96,9 @@ class DevStack:
         if spec.name != "ingest":
             env[f"{p}APP_ID"] = f"safeguard-{spec.name}{self.app_suffix}"
             env[f"{p}STREAM__STORE"] = "memory://"
-            env[f"{p}STREAM__DATA_DIR"] = str(self.data_dir / spec.name)
+            data_dir = self.data_dir / spec.name
+            data_dir.mkdir(parents=True, exist_ok=True)
+            env[f"{p}STREAM__DATA_DIR"] = str(data_dir)
             env[f"{p}STREAM__PARTITIONS"] = str(self.partitions)
             # Tansu: one record per batch keeps its end offsets right (see streams.py),
             # and a 6 s session halves its group join time.

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.common.processes import kill, spawn, stop
+from services.common.processes import kill, spawn
 from services.devbroker import create_topics, free_port
 from services.devstack import DEFAULT_POLICY, DevStack, ServiceSpec
 from tests.fixtures.broker import produce, read_all
@@ -54,8 +54,13 @@ def stack(kafka_bootstrap: str, short_policy: Path, tmp_path: Path) -> Iterator[
 
 def start_risk(stack: DevStack, name: str) -> None:
     spec = ServiceSpec("risk", "RISK_", free_port())
+    env = stack.environment(spec)
+    # Each worker keeps its own data directory, as on separate machines.
+    data_dir = stack.data_dir / name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env["RISK_STREAM__DATA_DIR"] = str(data_dir)
     stack.processes[name] = spawn(
-        [stack.python, "-m", "services.risk.main"], env=stack.environment(spec), stdout=stack.output
+        [stack.python, "-m", "services.risk.main"], env=env, stdout=stack.output
     )
     stack.ports[name] = spec.port
 
