@@ -87,7 +87,9 @@ class RiskService:
             partitions=settings.stream.partitions,
             # Compact JSON bytes: a deserialised dict per subject would cost several
             # times the memory in the in-process store.
-            schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+            # bytes, not a Schema: recovery decodes the changelog by these types.
+            key_type=bytes,
+            value_type=bytes,
         )
         self.app.agent(self.events_topic, name="route")(self._route)
         self.app.agent(self.subjects_topic, name="correlate")(self._correlate)
