@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import faust
@@ -42,6 +42,7 @@ from services.risk.state import SubjectState, subject_key
 log = structlog.get_logger(__name__)
 
 CHECK_BATCH = 500  # subject keys per check message, well under the broker's size limit
+CHECK_RETRY = timedelta(minutes=1)
 
 
 class RiskService:
@@ -122,8 +123,7 @@ class RiskService:
             message = event.message
             try:
                 if "check" in event.value:
-                    for key in event.value["check"]:
-                        await self._check(key, message.partition)
+                    await self._check(event.value["check"], message.partition)
                 else:
                     await self._apply(message, event.value["event"])
             except Exception as exc:
@@ -154,30 +154,43 @@ class RiskService:
             log.info("duplicate_dropped", event_id=parsed.id, type=parsed.type)
             return
         self.metrics.events.labels(type=parsed.type).inc()
-        await self._commit(state, outcome, message.partition)
-        self._account(before, _pending_by_rule(state))
+        await self._commit([(state, outcome, before)], message.partition)
 
-    async def _check(self, key: str, partition: int) -> None:
-        state = self._load(key)
-        before = _pending_by_rule(state)
-        outcome = check(state, self.clock.now(), self.policy)
-        if outcome.effects:
-            await self._commit(state, outcome, partition)
-            self._account(before, _pending_by_rule(state))
-        elif (due := state.next_due()) is not None:
-            self.schedule.push(due, partition, key)
+    async def _check(self, keys: list[str], partition: int) -> None:
+        """Check a batch of subjects the schedule found due, publishing their alerts together."""
+        now = self.clock.now()
+        changed: list[tuple[SubjectState, Outcome, Counter[str]]] = []
+        for key in keys:
+            try:
+                state = self._load(key)
+                before = _pending_by_rule(state)
+                outcome = check(state, now, self.policy)
+            except Exception:
+                # Keep the deadline watched rather than dead-letter the whole batch.
+                log.exception("check_failed", partition=partition)
+                self.schedule.push(now + CHECK_RETRY, partition, key)
+                continue
+            if outcome.effects:
+                changed.append((state, outcome, before))
+            elif (due := state.next_due()) is not None:
+                self.schedule.push(due, partition, key)
+        await self._commit(changed, partition)
 
-    async def _commit(self, state: SubjectState, outcome: Outcome, partition: int) -> None:
+    async def _commit(
+        self, changes: list[tuple[SubjectState, Outcome, Counter[str]]], partition: int
+    ) -> None:
         # Alerts reach the broker before the state is written: a crash in between makes
         # the input run again and re-send the alert under the same id (dropped
         # downstream), whereas state written first could lose the alert.
-        await self._publish(outcome.effects)
-        for lag in outcome.lags:
-            self.metrics.deadline_lag.observe(lag)
-        state.partition = partition
-        self.table[state.key.encode()] = state.to_json()
-        if (due := state.next_due()) is not None:
-            self.schedule.push(due, partition, state.key)
+        await self._publish([effect for _, outcome, _ in changes for effect in outcome.effects])
+        for state, outcome, before in changes:
+            for lag in outcome.lags:
+                self.metrics.deadline_lag.observe(lag)
+            state.partition = partition
+            self.table[state.key.encode()] = state.to_json()
+            if (due := state.next_due()) is not None:
+                self.schedule.push(due, partition, state.key)
+            self._account(before, _pending_by_rule(state))
 
     async def _publish(self, effects: list[Effect]) -> None:
         pending = []
