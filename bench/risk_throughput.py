@@ -31,11 +31,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from services.common.processes import spawn, stop  # noqa: E402
 from services.devbroker import DevBroker, create_topics, free_port  # noqa: E402
 from services.devstack import DEFAULT_POLICY, DevStack, ServiceSpec  # noqa: E402
-from services.common.processes import spawn, stop  # noqa: E402
 
-PROCESSED = re.compile(r"^safeguard_risk_events_processed_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+PROCESSED = re.compile(
+    r"^safeguard_risk_events_processed_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE
+)
 
 
 def rss_kib(pid: int) -> int:
@@ -68,7 +70,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:  # noqa: PLR0915 - a linear script reads best in one piece
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -155,6 +157,12 @@ def main() -> None:  # noqa: PLR0915 - a linear script reads best in one piece
                 f"processed {n} events in {total:.1f}s from first produce; sustained {rate:,.0f} events/s"
             )
 
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            busy = re.search(
+                r"^safeguard_risk_processing_seconds_sum ([0-9.e+]+)$", text, re.MULTILINE
+            )
+            print(f"correlate busy time {float(busy.group(1)) if busy else float('nan'):.1f}s")
             time.sleep(3)
             grown = rss_kib(worker.pid) - baseline
             print(
