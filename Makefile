@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck schemas schemas-check unit integration e2e clean
+.PHONY: run test lint typecheck schemas schemas-check unit clean tools ops-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/safeguard-dev
 
-test: $(STAMP) lint typecheck schemas-check
+test: $(STAMP) tools lint typecheck schemas-check
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -36,3 +36,18 @@ unit: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build *.egg-info
+
+# System tools the operations checks need: promtool from Debian's prometheus package,
+# installed here when missing (CI runs as root); kubectl with kustomize from the machine.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
+tools:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { $(APT_INSTALL) prometheus >/dev/null 2>&1 \
+		|| { apt-get update -qq && $(APT_INSTALL) prometheus >/dev/null; }; }; } \
+		|| { echo "the ops checks need promtool: apt-get install prometheus" >&2; exit 1; }
+	@command -v kubectl >/dev/null \
+		|| { echo "the ops checks need kubectl (with kustomize, v1.27 or later)" >&2; exit 1; }
+
+ops-check: $(STAMP) tools
+	$(BIN)/pytest -p no:cacheprovider -q tests/ops -m "not e2e"

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.webhook",
     "tests.fixtures.stack",
+    "tests.fixtures.ingest",
 ]

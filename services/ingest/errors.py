@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import ClassVar
+
 from schemas.errors import FieldError
+from services.ingest.models import ErrorDetail
 
 
 class IngestError(Exception):
     """Base of every error the ingest service answers with."""
 
-    status = 500
-    code = "internal_error"
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, errors: list[FieldError] | None = None) -> None:
+    def __init__(
+        self, message: str, errors: Iterable[ErrorDetail | FieldError] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.errors = errors or []
+        self.errors = [
+            e if isinstance(e, ErrorDetail) else ErrorDetail(loc=e.loc, msg=e.msg)
+            for e in errors or ()
+        ]
 
 
 class Unauthenticated(IngestError):

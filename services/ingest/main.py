@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from services.common.auth import Authenticator
 from services.common.clock import SystemClock
 from services.common.logging import configure_logging
 from services.ingest.http import create_app
@@ -13,24 +12,36 @@ from services.ingest.producer import EventWriter
 from services.ingest.settings import IngestSettings
 
 
-def main() -> None:
-    """Start the ingest HTTP server in the foreground."""
-    settings = IngestSettings()
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    writer = EventWriter(settings.kafka, timeout_seconds=settings.produce_timeout_seconds)
+def build(settings: IngestSettings, registry: CollectorRegistry | None = None) -> web.Application:
+    """Compose the application from its settings; the writer closes with the app."""
+    writer = EventWriter(
+        settings.kafka,
+        timeout_seconds=settings.produce_timeout_seconds,
+        readiness_timeout_seconds=settings.readiness_timeout_seconds,
+        producer=settings.producer,
+    )
     app = create_app(
         settings,
         writer,
-        Authenticator.from_file(settings.tokens_file),
+        settings.authenticator(),
         SystemClock(),
-        CollectorRegistry(),
+        registry if registry is not None else CollectorRegistry(),
     )
 
     async def close_writer(_app: web.Application) -> None:
         writer.close()
 
     app.on_cleanup.append(close_writer)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    return app
+
+
+def main() -> None:
+    """Start the ingest HTTP server in the foreground."""
+    settings = IngestSettings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    web.run_app(
+        build(settings), host=settings.host, port=settings.port, print=None, access_log=None
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ class IngestMetrics:
             registry=registry,
         )
         self.rejected = Counter(
-            "safeguard_ingest_events_rejected_total",
-            "Requests refused, by reason.",
+            "safeguard_ingest_requests_rejected_total",
+            "Requests refused, by reason (the error code in the response body).",
             ["reason"],
             registry=registry,
         )

@@ -378,7 +378,7 @@ INVALID = [
 
 @pytest.mark.parametrize("parse", PARSERS)
 @pytest.mark.parametrize(("event_type", "path", "value", "loc", "fragment"), INVALID)
-def test_invalid_event_is_rejected_with_its_location(  # noqa: PLR0913, PLR0917 - one per column
+def test_invalid_event_is_rejected_with_its_location(  # noqa: PLR0917 - one per column
     parse: Callable[..., object],
     event_type: str,
     path: tuple[str | int, ...],

@@ -1,0 +1,117 @@
+"""docker-compose.yml is a valid Compose file that wires the whole system together."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+
+from services.common.kafka import Topics
+from tests.ops.helpers import COMMANDS, COMPOSE_FILE, DEPLOY, REPO, load_yaml, setting_exists
+
+SAFEGUARD = ["ingest", "risk", "notify"]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = load_yaml(COMPOSE_FILE)
+    return document
+
+
+def compose_schema() -> dict[str, Any]:
+    # The Compose Specification's JSON Schema, as vendored by check-jsonschema (offline).
+    text = (
+        resources.files("check_jsonschema")
+        .joinpath("builtin_schemas/vendor/compose-spec.json")
+        .read_text()
+    )
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def test_compose_file_matches_the_compose_specification(compose: dict[str, Any]) -> None:
+    validator = jsonschema.Draft7Validator(compose_schema())
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose)]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_schema_check_can_fail(compose: dict[str, Any]) -> None:
+    broken = {**compose, "services": {"x": {"image": "a", "restart": ["always"]}}}
+    assert list(jsonschema.Draft7Validator(compose_schema()).iter_errors(broken))
+
+
+def test_every_service_is_there(compose: dict[str, Any]) -> None:
+    assert {
+        "kafka",
+        "kafka-topics",
+        *SAFEGUARD,
+        "prometheus",
+        "grafana",
+        "mailpit",
+        "kafka-exporter",
+    } <= set(compose["services"])
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
+    assert compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_topic_creation_covers_the_contract_topics(compose: dict[str, Any]) -> None:
+    script = compose["services"]["kafka-topics"]["command"][0]
+    for topic in Topics().model_dump().values():
+        line = next(line for line in script.splitlines() if f"create {topic} " in line)
+        assert int(line.split()[2]) >= 1, line
+    for name in SAFEGUARD:
+        needs = compose["services"][name]["depends_on"]["kafka-topics"]
+        assert needs["condition"] == "service_completed_successfully"
+
+
+def test_services_run_their_command_with_real_settings(compose: dict[str, Any]) -> None:
+    for name in SAFEGUARD:
+        service = compose["services"][name]
+        command = service["command"][0]
+        prefix = COMMANDS[command]
+        assert prefix == f"{name.upper()}_"
+        env = service["environment"]
+        for variable in env:
+            assert setting_exists(variable), f"{name}: {variable} is no setting"
+        port = env[f"{prefix}PORT"]
+        assert f"{port}:{port}" in service["ports"]
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+        assert mounts[env[f"{prefix}TOKENS_FILE"]] == "./config/dev-tokens.yaml"
+        if name != "ingest":
+            assert mounts[env[f"{prefix}POLICY_FILE"]] == "./policy/default.yaml"
+            assert env[f"{prefix}STREAM__STORE"] == "rocksdb://"
+            data = env[f"{prefix}STREAM__DATA_DIR"]
+            assert mounts[data] in compose["volumes"], f"{name}: {data} is not on a volume"
+    for volume in (v for s in compose["services"].values() for v in s.get("volumes", [])):
+        source = volume.split(":")[0]
+        if source.startswith("./"):
+            assert (REPO / source).exists(), source
+
+
+def test_notify_mails_to_mailpit(compose: dict[str, Any]) -> None:
+    env = compose["services"]["notify"]["environment"]
+    assert env["NOTIFY_SMTP__HOST"] == "mailpit"
+    assert env["NOTIFY_SMTP__PORT"] == "1025"
+    assert compose["services"]["mailpit"]["image"].startswith("axllent/mailpit:")
+
+
+def test_prometheus_scrapes_the_three_services_and_loads_the_rules(
+    compose: dict[str, Any],
+) -> None:
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    targets = {
+        job["job_name"]: target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    for name in SAFEGUARD:
+        port = compose["services"][name]["environment"][f"{name.upper()}_PORT"]
+        assert targets[f"safeguard-{name}"] == f"{name}:{port}"
+    assert "kafka-exporter" in targets
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus/rules:/etc/prometheus/rules:ro" in mounts
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
