@@ -103,7 +103,8 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        presented = hashlib.sha256(token.strip().encode()).digest()
+        # A header with characters no token has cannot match; "replace" keeps it a 401.
+        presented = hashlib.sha256(token.strip().encode(errors="replace")).digest()
         found: TokenEntry | None = None
         # Compare against every entry so timing does not reveal which one matched.
         for digest, entry in self._entries:
