@@ -168,3 +168,33 @@ def test_invalid_event_on_kafka_is_dead_lettered(stack: DevStack) -> None:
     assert reasons == ["invalid_event", "invalid_json"]
     keys = sorted(r.key for r in records)
     assert keys == [b"k1", b"k2"]
+
+
+def test_child_view_shows_obligations_events_level_and_factors(stack: DevStack) -> None:
+    client = Client()
+    code, _, _ = client.request(
+        "POST",
+        f"{stack.url('ingest')}/v1/events",
+        incident("inc-e2e-view", "INC-V1", "C-V1", timedelta(hours=-1)),
+    )
+    assert code == 202
+    url = f"{stack.url('risk')}/v1/children/C-V1"
+    view = wait_until(lambda: (r := client.request("GET", url))[0] == 200 and r[1])
+    assert view["child_id"] == "C-V1"
+    assert view["level"] == "low"
+    assert [f["signal"] for f in view["factors"]] == ["domestic_abuse incident (present)"]
+    assert sorted(o["rule"] for o in view["open_obligations"]) == [
+        "school-notification",
+        "social-care-referral",
+        "welfare-check",
+    ]
+    assert all(o["status"] == "pending" for o in view["open_obligations"])
+    assert view["recent_events"] == [
+        {"type": "incident.reported", "at": view["recent_events"][0]["at"]}
+    ]
+    # Types and times only: nothing of the event's content.
+    assert "INC-V1" not in json.dumps(view)
+
+    assert Client(token=None).request("GET", url)[0] == 401
+    assert Client(token="wrong").request("GET", url)[0] == 401
+    assert client.request("GET", f"{stack.url('risk')}/v1/children/C-NOBODY")[0] == 404
