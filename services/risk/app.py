@@ -86,9 +86,8 @@ class RiskService:
             "subjects",
             default=None,
             partitions=settings.stream.partitions,
-            # Compact JSON bytes: a deserialised dict per subject would cost several
-            # times the memory in the in-process store.
-            # bytes, not a Schema: recovery decodes the changelog by these types.
+            # Compact JSON bytes: a deserialised dict per subject would cost several times
+            # the memory. Declared as types (not a Schema): recovery decodes by them.
             key_type=bytes,
             value_type=bytes,
         )
