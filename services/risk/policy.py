@@ -39,7 +39,10 @@ class RiskLevel(StrEnum):
     @property
     def rank(self) -> int:
         """Position in the order, 0 for low."""
-        return list(RiskLevel).index(self)
+        return _LEVEL_RANK[self]
+
+
+_LEVEL_RANK = {level: rank for rank, level in enumerate(RiskLevel)}
 
 
 def _kebab(name: str) -> str:
