@@ -19,6 +19,7 @@ from schemas.alerts import AlertRaisedEvent, AlertResolvedEvent
 from schemas.deadletter import DeadLetter
 from schemas.envelope import AlertType, Envelope
 from schemas.events import ENVELOPE_TYPES
+from schemas.notifications import NOTIFICATION_TYPES
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "drift", "main", "render", "write"]
 
@@ -34,6 +35,7 @@ def _models() -> dict[str, type[BaseModel]]:
         **ENVELOPE_TYPES,
         AlertType.RAISED: AlertRaisedEvent,
         AlertType.RESOLVED: AlertResolvedEvent,
+        **NOTIFICATION_TYPES,
         "deadletter": DeadLetter,
     }
 

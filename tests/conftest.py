@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.webhook",
     "tests.fixtures.stack",
+    "tests.fixtures.smtp",
     "tests.fixtures.ingest",
 ]

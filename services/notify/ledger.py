@@ -1,7 +1,8 @@
-"""The notify service's record of each alert: status and the whole timeline, pure functions.
+"""The notify service's record of each alert: status, escalation state and whole timeline.
 
 The record is what `GET /v1/alerts/{id}` shows and what proves afterwards who was told
-what, when. Kept in a table keyed by alert id.
+what, when. Kept in a table keyed by alert id; the transitions are pure functions in
+`services.notify.escalation`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.alerts import AlertRaised, AlertResolved
+from schemas.notifications import (
+    AlertAcknowledged,
+    AlertClosed,
+    Channel,
+    EscalationReason,
+    FailureReason,
+    NotificationPurpose,
+)
+from services.notify.policy import Chain, Recipient
 
 
 class AlertStatus(StrEnum):
@@ -23,15 +33,22 @@ class AlertStatus(StrEnum):
     RESOLVED = "resolved"
 
 
-class Delivery(BaseModel):
-    """One notification to one recipient."""
+Outcome = Literal["sent", "failed"]
 
-    channel: Literal["webhook", "email"]
+
+class Delivery(BaseModel):
+    """One notification to one recipient, as the timeline shows it."""
+
+    notification_id: str
+    purpose: NotificationPurpose = NotificationPurpose.ALERT
+    channel: Channel
     recipient: str
     level: int = Field(ge=1)
+    round: int = Field(default=0, ge=0)
     attempts: int = Field(ge=1)
-    outcome: Literal["sent", "failed"]
-    reason: str | None = None
+    outcome: Outcome
+    reason: FailureReason | None = None
+    detail: str | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -40,38 +57,56 @@ class TimelineEntry(BaseModel):
     at: AwareDatetime
     kind: Literal["raised", "notification", "escalated", "acknowledged", "resolved"]
     delivery: Delivery | None = None
+    level: int | None = None
+    reason: EscalationReason | None = None
+    scheduled_at: AwareDatetime | None = None
     by: str | None = None
     note: str | None = None
+
+
+class PendingDelivery(BaseModel):
+    """A notification handed to a channel, and what became of it.
+
+    `deadline` ends its retry budget; one with no outcome by `deadline` plus a grace
+    was lost with a worker (or its outcome was), and is dispatched again.
+    """
+
+    notification_id: str
+    purpose: NotificationPurpose
+    recipient: Recipient
+    level: int = Field(ge=1)
+    round: int = Field(ge=0)
+    dispatched_at: AwareDatetime
+    deadline: AwareDatetime
+    dispatches: int = Field(default=1, ge=1)
+    outcome: Outcome | None = None
 
 
 class AlertRecord(BaseModel):
     """An alert as notify knows it."""
 
     alert: AlertRaised
+    chain: Chain
     status: AlertStatus = AlertStatus.OPEN
+    partition: int | None = None
+    level: int = Field(default=0, ge=0, description="highest level told so far; 0: none yet")
+    round: int = Field(default=0, ge=0, description="repeats sent at the current level")
+    last_step_at: AwareDatetime | None = None
+    escalate_at: AwareDatetime | None = Field(
+        default=None, description="when a failed delivery brought the next level forward"
+    )
+    acknowledgement: AlertAcknowledged | None = None
     resolution: AlertResolved | None = None
+    closure: AlertClosed | None = None
+    resolved_at: AwareDatetime | None = None
+    deliveries: dict[str, PendingDelivery] = Field(default_factory=dict)
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
-
-def on_raised(
-    existing: AlertRecord | None, raised: AlertRaised, now: datetime
-) -> AlertRecord | None:
-    """Open a record for a new alert; None when the alert is already known (a duplicate)."""
-    if existing is not None:
-        return None
-    return AlertRecord(alert=raised, timeline=[TimelineEntry(at=now, kind="raised")])
+    def public(self) -> dict[str, object]:
+        """Return what the alert API shows: everything but the delivery bookkeeping."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"deliveries"})
 
 
-def on_resolved(record: AlertRecord, resolved: AlertResolved, now: datetime) -> bool:
-    """Close an alert; False when it was already resolved (a duplicate)."""
-    if record.status is AlertStatus.RESOLVED:
-        return False
-    record.status = AlertStatus.RESOLVED
-    record.resolution = resolved
-    record.timeline.append(TimelineEntry(at=now, kind="resolved", by=resolved.resolved_by))
-    return True
-
-
-def on_delivery(record: AlertRecord, delivery: Delivery, now: datetime) -> None:
-    """Add a notification attempt's outcome to the timeline."""
-    record.timeline.append(TimelineEntry(at=now, kind="notification", delivery=delivery))
+def add_entry(record: AlertRecord, at: datetime, kind: str, **fields: object) -> None:
+    """Append a timeline entry (a helper so callers stay short)."""
+    record.timeline.append(TimelineEntry.model_validate({"at": at, "kind": kind, **fields}))

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.kafka import KafkaSettings
 from services.common.streams import StreamSettings
+from services.notify.channels import SmtpSettings
+
+
+class DeliverySettings(BaseModel):
+    """Retries and concurrency of deliveries (`NOTIFY_DELIVERY__*`)."""
+
+    attempt_timeout_seconds: float = Field(default=10.0, gt=0)
+    initial_backoff_seconds: float = Field(default=1.0, gt=0)
+    max_backoff_seconds: float = Field(default=60.0, gt=0)
+    max_retry_seconds: float = Field(
+        default=300.0, gt=0, description="longest a notification is retried before it fails"
+    )
+    orphan_grace_seconds: float = Field(
+        default=15.0, gt=0, description="after its deadline, when a lost notification is re-sent"
+    )
+    max_concurrent: int = Field(default=200, ge=1, description="deliveries in flight per worker")
 
 
 class NotifySettings(BaseSettings):
@@ -22,8 +38,19 @@ class NotifySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8082, ge=0, le=65535)
     tokens_file: Path = Field(description="YAML file of token hashes and roles")
-    webhook_url: AnyHttpUrl = Field(description="receiver of level-1 notifications")
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    policy_file: Path = Path("policy/default.yaml")
+    webhook_url: AnyHttpUrl | None = Field(
+        default=None, description="URL of webhook receivers that name none in the policy"
+    )
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="signing secret per name used in the policy (NOTIFY_WEBHOOK_SECRETS__<NAME>)",
+    )
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    check_interval_seconds: float = Field(
+        default=0.2, gt=0, description="how often due escalation steps are looked for"
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     log_json: bool = True

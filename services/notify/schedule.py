@@ -1,0 +1,48 @@
+"""The in-memory index of escalation steps due: a heap of `(due_at, partition, alert id)`.
+
+It is only an index: the table is the truth. Entries may be stale (the alert was
+acknowledged meanwhile); popping one only asks the stream to check that alert, which
+is harmless when there is nothing to do. It is rebuilt from the table whenever
+partitions are assigned, so a restart loses nothing. The partition travels with the key
+because the check must run on the partition that owns the alert's record. (The same
+structure as the risk service's deadline index; each service owns its copy.)
+"""
+
+from __future__ import annotations
+
+import heapq
+from datetime import datetime
+
+Entry = tuple[datetime, int, str]
+
+
+class StepSchedule:
+    """A min-heap of deadlines; a repeated `(due_at, partition, key)` is kept once."""
+
+    def __init__(self) -> None:
+        self._heap: list[Entry] = []
+        self._entries: set[Entry] = set()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, due_at: datetime, partition: int, key: str) -> None:
+        """Watch `key` (owned by `partition`) at `due_at`."""
+        entry = (due_at, partition, key)
+        if entry not in self._entries:
+            self._entries.add(entry)
+            heapq.heappush(self._heap, entry)
+
+    def pop_due(self, now: datetime) -> dict[int, list[str]]:
+        """Remove the entries due at or before `now`; return their keys by partition."""
+        due: dict[int, dict[str, None]] = {}  # a dict keeps first-due order without repeats
+        while self._heap and self._heap[0][0] <= now:
+            entry = heapq.heappop(self._heap)
+            self._entries.discard(entry)
+            due.setdefault(entry[1], {})[entry[2]] = None
+        return {partition: list(keys) for partition, keys in due.items()}
+
+    def clear(self) -> None:
+        """Forget everything (before a rebuild)."""
+        self._heap.clear()
+        self._entries.clear()
