@@ -51,6 +51,7 @@ from services.common.auth import Authenticator
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
 from services.common.faust_web import add_probe_pages
+from services.common.schedule import DeadlineSchedule
 from services.common.streams import faust_options, raw_topic
 from services.notify.delivery import Content, Deliverer
 from services.notify.escalation import (
@@ -68,7 +69,6 @@ from services.notify.http import add_alert_pages
 from services.notify.ledger import AlertRecord, AlertStatus, PendingDelivery
 from services.notify.metrics import NotifyMetrics
 from services.notify.policy import NotifyPolicy, chain_for
-from services.notify.schedule import StepSchedule
 from services.notify.settings import NotifySettings
 
 log = structlog.get_logger(__name__)
@@ -165,7 +165,7 @@ class NotifyService:
             max_retry=timedelta(seconds=d.max_retry_seconds),
             orphan_grace=timedelta(seconds=d.orphan_grace_seconds),
         )
-        self.schedule = StepSchedule()
+        self.schedule = DeadlineSchedule()
         self.statuses = StatusIndex(self.metrics)
         self.recovered = False
         self._tasks: set[asyncio.Task[None]] = set()

@@ -12,28 +12,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Self
 
-import yaml
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
 from schemas.alerts import Severity
 from schemas.notifications import Channel, ReceiverName
 from services.common.durations import Duration
+from services.common.policy_file import load_policy_file
 
 RouteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 SecretName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")]
-
-
-class PolicyError(ValueError):
-    """The policy file is missing or invalid; the message names the field."""
 
 
 class _Strict(BaseModel):
@@ -199,11 +194,4 @@ def chain_for(
 
 def load_policy(path: Path) -> NotifyPolicy:
     """Read and validate the policy file, naming the offending field on error."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc}") from exc
-    try:
-        return NotifyPolicy.model_validate(raw)
-    except ValidationError as exc:
-        raise PolicyError(f"invalid policy file {path}: {exc}") from exc
+    return load_policy_file(path, NotifyPolicy)

@@ -29,12 +29,12 @@ from services.common.auth import Authenticator, Role
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
 from services.common.faust_web import add_probe_pages, authorise, error
+from services.common.schedule import DeadlineSchedule
 from services.common.streams import faust_options, raw_topic
 from services.risk import rules
 from services.risk.engine import Effect, Outcome, check, evaluate
 from services.risk.metrics import RiskMetrics
 from services.risk.policy import RiskPolicy
-from services.risk.schedule import DeadlineSchedule
 from services.risk.scoring import score
 from services.risk.settings import RiskSettings
 from services.risk.state import SubjectState, subject_key

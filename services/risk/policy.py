@@ -10,8 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.alerts import Severity
 from schemas.events import (
@@ -22,10 +21,7 @@ from schemas.events import (
     ReferralContent,
 )
 from services.common.durations import Duration
-
-
-class PolicyError(ValueError):
-    """The policy file is missing or invalid; the message names the field."""
+from services.common.policy_file import load_policy_file
 
 
 class RiskLevel(StrEnum):
@@ -217,11 +213,4 @@ class RiskPolicy(BaseModel):
 
 def load_policy(path: Path) -> RiskPolicy:
     """Read and validate the policy file, naming the offending field on error."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc}") from exc
-    try:
-        return RiskPolicy.model_validate(raw)
-    except ValidationError as exc:
-        raise PolicyError(f"invalid policy file {path}: {exc}") from exc
+    return load_policy_file(path, RiskPolicy)

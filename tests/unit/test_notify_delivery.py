@@ -20,12 +20,13 @@ from prometheus_client import CollectorRegistry
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind
 from schemas.notifications import Channel, FailureReason, NotificationPurpose
 from services.common.clock import FakeClock
+from services.common.policy_file import PolicyError
 from services.devbroker import free_port
 from services.notify.channels import EmailChannel, SmtpSettings, WebhookChannel, sign
 from services.notify.delivery import Content, Deliverer, Result
 from services.notify.ledger import PendingDelivery
 from services.notify.metrics import NotifyMetrics
-from services.notify.policy import PolicyError, Recipient, chain_for, load_policy
+from services.notify.policy import Recipient, chain_for, load_policy
 from services.notify.retry import Backoff, parse_retry_after
 from tests.fixtures.smtp import SmtpInbox
 

@@ -1,10 +1,11 @@
-"""The in-memory index of deadlines: a heap of `(due_at, partition, subject key)`.
+"""The in-memory index of what falls due: a heap of `(due_at, partition, key)`.
 
-It is only an index: the table is the truth. Entries may be stale (the obligation was
-met meanwhile); popping one only asks the stream to check that subject, which is
-harmless when there is nothing to do. It is rebuilt from the table whenever partitions
-are assigned, so a restart loses nothing. The partition travels with the key because
-the check must run on the partition that owns the subject's state.
+Risk keeps its deadlines here (keyed by subject), notify its escalation steps (keyed by
+alert). It is only an index: the table is the truth. Entries may be stale (the
+obligation was met, the alert acknowledged); popping one only asks the stream to check
+that key, which is harmless when there is nothing to do. It is rebuilt from the table
+whenever partitions are assigned, so a restart loses nothing. The partition travels with
+the key because the check must run on the partition that owns the key's state.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.risk.schedule import DeadlineSchedule
+from services.common.schedule import DeadlineSchedule
 from tests.fixtures.events import T0
 
 
