@@ -36,6 +36,7 @@ class DevSettings(BaseSettings):
     )
     broker_port: int = 9092
     inbox_port: int = 8083
+    inbox_smtp_port: int = 8025
 
 
 def main() -> None:
@@ -57,12 +58,23 @@ def main() -> None:
     else:
         broker = DevBroker(port=settings.broker_port).start()
         bootstrap = broker.bootstrap
-    inbox = spawn([sys.executable, "-m", "services.devinbox", "--port", str(settings.inbox_port)])
+    inbox = spawn(
+        [
+            sys.executable,
+            "-m",
+            "services.devinbox",
+            "--port",
+            str(settings.inbox_port),
+            "--smtp-port",
+            str(settings.inbox_smtp_port),
+        ]
+    )
     with tempfile.TemporaryDirectory(prefix="safeguard-dev-") as data_dir:
         stack = DevStack(
             bootstrap=bootstrap,
             data_dir=Path(data_dir),
             webhook_url=f"http://127.0.0.1:{settings.inbox_port}/notifications",
+            smtp_port=settings.inbox_smtp_port,
         )
         try:
             create_topics(bootstrap, stack.topics.model_dump().values())
@@ -72,7 +84,8 @@ def main() -> None:
                 f"  ingest  {stack.url('ingest')}   POST /v1/events\n"
                 f"  risk    {stack.url('risk')}   /metrics /readyz\n"
                 f"  notify  {stack.url('notify')}   GET /v1/alerts\n"
-                f"  inbox   http://127.0.0.1:{settings.inbox_port}   (prints webhook deliveries)\n"
+                f"  inbox   http://127.0.0.1:{settings.inbox_port} and smtp port "
+                f"{settings.inbox_smtp_port}   (prints webhook and email deliveries)\n"
                 f"  broker  {bootstrap}\n"
                 f"  token   Authorization: Bearer {DEV_TOKEN}\n",
                 flush=True,

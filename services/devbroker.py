@@ -45,6 +45,10 @@ def wait_until_answers(bootstrap: str, *, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if not _accepts_connections(bootstrap):
+            # Polled at TCP level first: kafka-python logs every refused connection as an error.
+            time.sleep(0.1)
+            continue
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=bootstrap,
@@ -66,6 +70,15 @@ def wait_until_answers(bootstrap: str, *, timeout: float = 30.0) -> None:
         finally:
             admin.close()
     raise BrokerStartError(f"broker at {bootstrap} did not answer within {timeout}s: {last!r}")
+
+
+def _accepts_connections(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def create_topics(

@@ -51,6 +51,7 @@ class DevStack:
     app_suffix: str = ""
     partitions: int = 4
     policy_file: Path = DEFAULT_POLICY
+    smtp_port: int | None = None
     log_json: bool = False
     log_level: str = "INFO"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -110,6 +111,10 @@ class DevStack:
             env[f"{p}WEBHOOK_URL"] = self.webhook_url
             env[f"{p}POLICY_FILE"] = str(self.policy_file)
             env[f"{p}WEBHOOK_SECRETS__DUTY_DESK"] = DEV_WEBHOOK_SECRET
+            if self.smtp_port is not None:
+                env[f"{p}SMTP__HOST"] = "127.0.0.1"
+                env[f"{p}SMTP__PORT"] = str(self.smtp_port)
+                env[f"{p}SMTP__SECURITY"] = "none"
         env.update(self.extra_env)
         return env
 
