@@ -29,6 +29,7 @@ from schemas.envelope import (
     Identifier,
     Timestamp,
     UriReference,
+    wrap,
 )
 from schemas.errors import invalid_event_from
 
@@ -224,14 +225,13 @@ def alert_raised_event(
     source: str = RISK_SOURCE,
 ) -> AlertRaisedEvent:
     """Wrap `data` in its CloudEvent; `id` is the alert id, `time` the raise time."""
-    return AlertRaisedEvent(
-        specversion="1.0",
-        id=data.alert_id,
-        source=source,
-        type=AlertType.RAISED,
+    return wrap(
+        AlertRaisedEvent,
+        data,
+        event_id=data.alert_id,
+        type_=AlertType.RAISED,
         time=data.raised_at,
-        datacontenttype="application/json",
-        data=data,
+        source=source,
     )
 
 
@@ -241,14 +241,13 @@ def alert_resolved_event(
     source: str = RISK_SOURCE,
 ) -> AlertResolvedEvent:
     """Wrap `data` in its CloudEvent; `id` is `<alert_id>:resolved`."""
-    return AlertResolvedEvent(
-        specversion="1.0",
-        id=f"{data.alert_id}:resolved",
-        source=source,
-        type=AlertType.RESOLVED,
+    return wrap(
+        AlertResolvedEvent,
+        data,
+        event_id=f"{data.alert_id}:resolved",
+        type_=AlertType.RESOLVED,
         time=data.resolved_at,
-        datacontenttype="application/json",
-        data=data,
+        source=source,
     )
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -37,6 +37,7 @@ __all__ = [
     "Identifier",
     "Timestamp",
     "UriReference",
+    "wrap",
 ]
 
 #: How far an event's `time` may lie ahead of the receiver's clock (skew allowance).
@@ -176,3 +177,29 @@ class Envelope(EventEnvelopeBase):
 
     type: EventType
     data: dict[str, Any]
+
+
+E = TypeVar("E", bound="CloudEvent")
+
+
+def wrap(  # noqa: PLR0913 - one argument per CloudEvent attribute
+    envelope: type[E],
+    data: BaseModel,
+    *,
+    event_id: str,
+    type_: StrEnum,
+    time: datetime,
+    source: str,
+) -> E:
+    """Return `data` in its CloudEvent envelope (structured mode, JSON data)."""
+    return envelope.model_validate(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": source,
+            "type": type_,
+            "time": time,
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+    )

@@ -28,7 +28,14 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import Field, StrictInt, StringConstraints, TypeAdapter, ValidationError
 
-from schemas.envelope import CloudEvent, CloudEventId, ContractModel, Identifier, Timestamp
+from schemas.envelope import (
+    CloudEvent,
+    CloudEventId,
+    ContractModel,
+    Identifier,
+    Timestamp,
+    wrap,
+)
 from schemas.errors import FieldError, invalid_event_from
 
 __all__ = [
@@ -249,14 +256,13 @@ def alert_escalated_event(
     data: AlertEscalated, *, source: str = NOTIFY_SOURCE
 ) -> AlertEscalatedEvent:
     """Wrap `data`; `id` is `<alert_id>:escalated:<level>`, so a repeat is a duplicate."""
-    return AlertEscalatedEvent(
-        specversion="1.0",
-        id=_event_id(data.alert_id, f"escalated:{data.level}"),
-        source=source,
-        type=NotificationType.ESCALATED,
+    return wrap(
+        AlertEscalatedEvent,
+        data,
+        event_id=_event_id(data.alert_id, f"escalated:{data.level}"),
+        type_=NotificationType.ESCALATED,
         time=data.escalated_at,
-        datacontenttype="application/json",
-        data=data,
+        source=source,
     )
 
 
@@ -264,14 +270,13 @@ def alert_acknowledged_event(
     data: AlertAcknowledged, *, request_id: str, source: str = NOTIFY_SOURCE
 ) -> AlertAcknowledgedEvent:
     """Wrap `data`; `id` is `<alert_id>:acknowledged:<request_id>`."""
-    return AlertAcknowledgedEvent(
-        specversion="1.0",
-        id=_event_id(data.alert_id, f"acknowledged:{request_id}"),
-        source=source,
-        type=NotificationType.ACKNOWLEDGED,
+    return wrap(
+        AlertAcknowledgedEvent,
+        data,
+        event_id=_event_id(data.alert_id, f"acknowledged:{request_id}"),
+        type_=NotificationType.ACKNOWLEDGED,
         time=data.acknowledged_at,
-        datacontenttype="application/json",
-        data=data,
+        source=source,
     )
 
 
@@ -279,14 +284,13 @@ def alert_closed_event(
     data: AlertClosed, *, request_id: str, source: str = NOTIFY_SOURCE
 ) -> AlertClosedEvent:
     """Wrap `data`; `id` is `<alert_id>:closed:<request_id>`."""
-    return AlertClosedEvent(
-        specversion="1.0",
-        id=_event_id(data.alert_id, f"closed:{request_id}"),
-        source=source,
-        type=NotificationType.CLOSED,
+    return wrap(
+        AlertClosedEvent,
+        data,
+        event_id=_event_id(data.alert_id, f"closed:{request_id}"),
+        type_=NotificationType.CLOSED,
         time=data.closed_at,
-        datacontenttype="application/json",
-        data=data,
+        source=source,
     )
 
 
@@ -294,14 +298,13 @@ def notification_sent_event(
     data: NotificationSent, *, source: str = NOTIFY_SOURCE
 ) -> NotificationSentEvent:
     """Wrap `data`; `id` is `<notification_id>:outcome`: one outcome per notification."""
-    return NotificationSentEvent(
-        specversion="1.0",
-        id=_event_id(data.notification_id, "outcome"),
-        source=source,
-        type=NotificationType.SENT,
+    return wrap(
+        NotificationSentEvent,
+        data,
+        event_id=_event_id(data.notification_id, "outcome"),
+        type_=NotificationType.SENT,
         time=data.finished_at,
-        datacontenttype="application/json",
-        data=data,
+        source=source,
     )
 
 
@@ -309,14 +312,13 @@ def notification_failed_event(
     data: NotificationFailed, *, source: str = NOTIFY_SOURCE
 ) -> NotificationFailedEvent:
     """Wrap `data`; `id` is `<notification_id>:outcome`: one outcome per notification."""
-    return NotificationFailedEvent(
-        specversion="1.0",
-        id=_event_id(data.notification_id, "outcome"),
-        source=source,
-        type=NotificationType.FAILED,
+    return wrap(
+        NotificationFailedEvent,
+        data,
+        event_id=_event_id(data.notification_id, "outcome"),
+        type_=NotificationType.FAILED,
         time=data.finished_at,
-        datacontenttype="application/json",
-        data=data,
+        source=source,
     )
 
 
