@@ -11,7 +11,14 @@ the key because the check must run on the partition that owns the key's state.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+CHECK_BATCH = 500  # keys per check message, well under the broker's message size limit
 
 Entry = tuple[datetime, int, str]
 
@@ -46,3 +53,25 @@ class DeadlineSchedule:
         """Forget everything (before a rebuild)."""
         self._heap.clear()
         self._entries.clear()
+
+
+async def send_due_checks(
+    schedule: DeadlineSchedule,
+    now: datetime,
+    send: Callable[[int, list[str]], Awaitable[object]],
+) -> None:
+    """Ask each partition's owner to check its due keys, in batches, from a Faust timer.
+
+    An exception in a Faust timer stops the worker, so a failed send puts the keys back
+    for the next tick instead of raising.
+    """
+    due = schedule.pop_due(now)
+    try:
+        for partition, keys in due.items():
+            for start in range(0, len(keys), CHECK_BATCH):
+                await send(partition, keys[start : start + CHECK_BATCH])
+    except Exception:
+        log.exception("check_send_failed", keys=sum(len(k) for k in due.values()))
+        for partition, keys in due.items():
+            for key in keys:
+                schedule.push(now, partition, key)

@@ -51,7 +51,7 @@ from services.common.auth import Authenticator
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
 from services.common.faust_web import add_probe_pages
-from services.common.schedule import DeadlineSchedule
+from services.common.schedule import DeadlineSchedule, send_due_checks
 from services.common.streams import faust_options, raw_topic
 from services.notify.delivery import Content, Deliverer
 from services.notify.escalation import (
@@ -72,8 +72,6 @@ from services.notify.policy import NotifyPolicy, chain_for
 from services.notify.settings import NotifySettings
 
 log = structlog.get_logger(__name__)
-
-CHECK_BATCH = 500  # alert ids per check message, well under the broker's size limit
 
 
 class ConfigError(ValueError):
@@ -411,10 +409,11 @@ class NotifyService:
     # -- timer, recovery, shutdown ---------------------------------------------------
 
     async def _send_checks(self) -> None:
-        for partition, keys in self.schedule.pop_due(self.clock.now()).items():
-            for start in range(0, len(keys), CHECK_BATCH):
-                body = json.dumps({"check": keys[start : start + CHECK_BATCH]}).encode()
-                await self.checks_out.send(value=body, partition=partition)
+        async def send(partition: int, keys: list[str]) -> object:
+            body = json.dumps({"check": keys}).encode()
+            return await self.checks_out.send(value=body, partition=partition)
+
+        await send_due_checks(self.schedule, self.clock.now(), send)
 
     async def _rebuild(self) -> None:
         active = {

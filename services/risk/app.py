@@ -29,7 +29,7 @@ from services.common.auth import Authenticator, Role
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
 from services.common.faust_web import add_probe_pages, authorise, error
-from services.common.schedule import DeadlineSchedule
+from services.common.schedule import DeadlineSchedule, send_due_checks
 from services.common.streams import faust_options, raw_topic
 from services.risk import rules
 from services.risk.engine import Effect, Outcome, check, evaluate
@@ -41,7 +41,6 @@ from services.risk.state import SubjectState, subject_key
 
 log = structlog.get_logger(__name__)
 
-CHECK_BATCH = 500  # subject keys per check message, well under the broker's size limit
 CHECK_RETRY = timedelta(minutes=1)
 
 
@@ -208,21 +207,10 @@ class RiskService:
             await future
 
     async def _send_checks(self) -> None:
-        due = self.schedule.pop_due(self.clock.now())
-        try:
-            for partition, keys in due.items():
-                for start in range(0, len(keys), CHECK_BATCH):
-                    await self.subjects_topic.send(
-                        value={"check": keys[start : start + CHECK_BATCH]}, partition=partition
-                    )
-        except Exception:
-            # An exception in a Faust timer stops the worker; put the keys back so the
-            # next tick retries, and keep running.
-            log.exception("check_send_failed", subjects=sum(len(k) for k in due.values()))
-            retry_at = self.clock.now()
-            for partition, keys in due.items():
-                for key in keys:
-                    self.schedule.push(retry_at, partition, key)
+        async def send(partition: int, keys: list[str]) -> object:
+            return await self.subjects_topic.send(value={"check": keys}, partition=partition)
+
+        await send_due_checks(self.schedule, self.clock.now(), send)
 
     async def _rebuild_schedule(self) -> None:
         topic = self.subjects_topic.get_topic_name()
