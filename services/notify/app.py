@@ -178,8 +178,10 @@ class NotifyService:
             settings.kafka, settings.stream, web_host=settings.host, web_port=settings.port
         )
         # Every step writes a record of a few KiB to the changelog: with Faust's default
-        # 16 KiB batches a burst of escalations turns into thousands of tiny requests.
-        options.update(producer_max_batch_size=1_048_576, producer_linger=0.005)
+        # 16 KiB batches a burst of escalations turns into thousands of tiny requests. A
+        # batch size set in the settings wins (Tansu needs 1, see StreamSettings).
+        options.setdefault("producer_max_batch_size", 1_048_576)
+        options["producer_linger"] = 0.005
         self.app = faust.App(settings.app_id, **options)
         self.topics = settings.kafka.topics
         self.checks_name = f"{settings.app_id}-checks"
