@@ -110,6 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--alerts", type=int, default=10_000)
     parser.add_argument("--lead", type=float, default=45.0, help="seconds until level 2 is due")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds after the due time to wait for all"
+    )
+    parser.add_argument(
+        "--batch-size",
+        default="1",
+        help="notify's producer_max_batch_size ('1' as on Tansu in dev and CI; 'default' for 1 MiB)",
+    )
     args = parser.parse_args()
 
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -133,7 +141,12 @@ def main() -> None:
             log_json=True,
             log_level="WARNING",
             output=log,
-            extra_env={"NOTIFY_WEBHOOK_SECRETS__DESK_KEY": "bench"},
+            extra_env={
+                "NOTIFY_WEBHOOK_SECRETS__DESK_KEY": "bench",
+                "NOTIFY_STREAM__PRODUCER_MAX_BATCH_SIZE": (
+                    "1048576" if args.batch_size == "default" else args.batch_size
+                ),
+            },
         )
         try:
             create_topics(bootstrap, list(stack.topics.model_dump().values()))
@@ -148,7 +161,7 @@ def main() -> None:
                 bootstrap,
                 stack.topics.notifications,
                 want=args.alerts,
-                timeout=args.lead + 180,
+                timeout=args.lead + args.timeout,
             )
         finally:
             stack.stop()
@@ -191,7 +204,13 @@ def main() -> None:
             f"p50 {percentile(delivered, 0.5):.3f} s, p99 {percentile(delivered, 0.99):.3f} s, "
             f"max {max(delivered):.3f} s"
         )
-    print(f"target p99 <= 2 s: {'met' if percentile(errors, 0.99) <= 2.0 else 'NOT met'}")  # noqa: PLR2004
+    missing = args.alerts - len(errors)
+    if missing:
+        print(
+            f"{missing} of {args.alerts} alerts had not escalated {args.timeout:.0f} s after the due time"
+        )
+    met = not missing and percentile(errors, 0.99) <= 2.0  # noqa: PLR2004
+    print(f"target p99 <= 2 s: {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":
