@@ -11,6 +11,7 @@ writes the table, so each breach is raised once, by the partition's active owner
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from schemas.alerts import AlertRaised, alert_raised_event, alert_resolved_event
 from schemas.deadletter import DeadLetterReason
 from schemas.errors import FieldError, InvalidEvent, MalformedJSON
-from schemas.events import parse_event, parse_event_json
+from schemas.events import parse_event_json
 from services.common.auth import Authenticator, Role
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
@@ -79,7 +80,7 @@ class RiskService:
             internal=True,
             partitions=settings.stream.partitions,
             key_serializer="raw",
-            value_serializer="json",
+            value_serializer="raw",
         )
         self.table = self.app.Table(
             "subjects",
@@ -109,10 +110,11 @@ class RiskService:
             except InvalidEvent as exc:
                 await self.dead_letters.send(message, DeadLetterReason.INVALID_EVENT, exc.errors)
                 continue
-            canonical = parsed.model_dump(mode="json", exclude_none=True)
+            # The bytes just validated travel on as they are: re-serialising would only
+            # be undone by the next parse.
             for kind, subject_id in rules.subjects(parsed):
                 await self.subjects_topic.send(
-                    key=subject_key(kind, subject_id).encode(), value={"event": canonical}
+                    key=subject_key(kind, subject_id).encode(), value=message.value
                 )
 
     async def _correlate(self, stream: Any) -> None:  # noqa: ANN401 - faust streams are untyped
@@ -120,10 +122,10 @@ class RiskService:
             started = time.perf_counter()
             message = event.message
             try:
-                if "check" in event.value:
-                    await self._check(event.value["check"], message.partition)
+                if message.key is None:  # the timer's checks go to a partition, unkeyed
+                    await self._check(json.loads(message.value)["check"], message.partition)
                 else:
-                    await self._apply(message, event.value["event"])
+                    await self._apply(message)
             except Exception as exc:
                 log.exception(
                     "processing_failed", partition=message.partition, offset=message.offset
@@ -142,8 +144,8 @@ class RiskService:
         kind, _, subject_id = key.partition(":")
         return SubjectState(kind=kind, id=subject_id)
 
-    async def _apply(self, message: Any, body: dict[str, Any]) -> None:  # noqa: ANN401
-        parsed = parse_event(body)
+    async def _apply(self, message: Any) -> None:  # noqa: ANN401 - faust messages are untyped
+        parsed = parse_event_json(message.value, now=self.clock.now())
         state = self._load(message.key.decode())
         before = _pending_by_rule(state)
         outcome = evaluate(state, parsed, self.clock.now(), self.policy)
@@ -208,7 +210,8 @@ class RiskService:
 
     async def _send_checks(self) -> None:
         async def send(partition: int, keys: list[str]) -> object:
-            return await self.subjects_topic.send(value={"check": keys}, partition=partition)
+            body = json.dumps({"check": keys}).encode()
+            return await self.subjects_topic.send(value=body, partition=partition)
 
         await send_due_checks(self.schedule, self.clock.now(), send)
 

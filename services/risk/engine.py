@@ -197,9 +197,9 @@ def _finish(
     state: SubjectState, now: datetime, policy: RiskPolicy, trigger: EventRef | None
 ) -> Outcome:
     """Raise due breaches, then re-score a child and raise a rise to high or critical."""
-    bump = False
-    if state.kind == "child":
-        bump = score(state, now, policy.scoring).level in ELEVATED
+    # Scored before the first breach is marked, and only if there is one: the clock's
+    # checks mostly find nothing due.
+    bump: bool | None = None
     effects: list[Effect] = []
     lags: list[float] = []
     for obligation in state.obligations.values():
@@ -212,6 +212,8 @@ def _finish(
             if now < obligation.check_at:
                 continue  # still time
             lags.append((now - obligation.check_at).total_seconds())
+        if bump is None:
+            bump = state.kind == "child" and score(state, now, policy.scoring).level in ELEVATED
         obligation.raised = True
         severity = obligation.severity.bump() if bump else obligation.severity
         effects.append(_raised(state, obligation, severity, now))
