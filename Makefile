@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck schemas schemas-check unit clean tools ops-check
+.PHONY: run test lint typecheck schemas schemas-check openapi unit clean tools ops-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/safeguard-dev
+	$(BIN)/python -m devtools.run
 
 test: $(STAMP) tools lint typecheck schemas-check
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
@@ -30,6 +30,10 @@ schemas: $(STAMP)
 
 schemas-check: $(STAMP)
 	$(BIN)/python -m schemas.generate --check
+
+# Regenerates services/ingest/openapi.json (a test fails when it drifts from the code).
+openapi: $(STAMP)
+	$(BIN)/python -m services.ingest.openapi
 
 unit: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/unit

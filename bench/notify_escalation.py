@@ -36,8 +36,8 @@ from schemas.alerts import (
     SubjectKind,
     alert_raised_event,
 )
-from services.devbroker import DevBroker, create_topics, free_port, wait_until_answers
-from services.devstack import DevStack
+from devtools.broker import DevBroker, create_topics, free_port, wait_until_answers
+from devtools.stack import DevStack
 from tests.fixtures.webhook import WebhookReceiver
 
 LEVEL_2_AFTER = 60

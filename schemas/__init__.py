@@ -1,4 +1,4 @@
-"""Safeguard's event contract as code (CONTRACT.md).
+"""Safeguard's event contract as code (docs/contract.md).
 
 Pydantic models for every event, alert and dead letter; the parsers services use
 at their door; and the generator of the committed JSON Schema in `schemas/json/`.

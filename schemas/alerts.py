@@ -1,4 +1,4 @@
-"""What the risk service publishes on `safeguarding.alerts.v1` (CONTRACT.md section 5).
+"""What the risk service publishes on `safeguarding.alerts.v1` (docs/contract.md section 5).
 
 An alert is raised when an obligation is breached or a pattern completes, and resolved
 when the fulfilment arrives (or someone resolves it by hand). Alert ids are
@@ -54,7 +54,7 @@ __all__ = [
 RISK_SOURCE = "urn:safeguard:risk"
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-"""Rule identifier such as `welfare-check` (CONTRACT.md section 3)."""
+"""Rule identifier such as `welfare-check` (docs/contract.md section 3)."""
 
 
 class Severity(StrEnum):

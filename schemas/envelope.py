@@ -1,7 +1,7 @@
 """The CloudEvents 1.0 envelope and the building blocks every contract model shares.
 
 Everything Safeguard reads or publishes is a CloudEvent in structured JSON mode
-(CONTRACT.md section 1). This module holds the envelope attributes, the vocabulary
+(docs/contract.md section 1). This module holds the envelope attributes, the vocabulary
 of event types, and the constrained field types (identifiers, timestamps, URIs) that
 the data models in `schemas.events`, `schemas.alerts` and `schemas.deadletter` reuse.
 """
@@ -91,7 +91,7 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339)]
 
 
 class EventType(StrEnum):
-    """Types of the events control rooms send (CONTRACT.md section 2)."""
+    """Types of the events control rooms send (docs/contract.md section 2)."""
 
     INCIDENT_REPORTED = "incident.reported"
     CHILD_WELFARE_CHECKED = "child.welfare_checked"
@@ -111,7 +111,7 @@ class EventType(StrEnum):
 
 
 class AlertType(StrEnum):
-    """Types of the events the risk service publishes (CONTRACT.md section 5)."""
+    """Types of the events the risk service publishes (docs/contract.md section 5)."""
 
     RAISED = "alert.raised"
     RESOLVED = "alert.resolved"

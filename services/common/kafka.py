@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 
 class Topics(BaseModel):
-    """The topics of CONTRACT.md section 5; overridable so tests can isolate themselves."""
+    """The topics of docs/contract.md section 5; overridable so tests can isolate themselves."""
 
     events: str = "safeguarding.events.v1"
     alerts: str = "safeguarding.alerts.v1"

@@ -1,4 +1,4 @@
-"""HTTP surface of the ingest service (CONTRACT.md section 6).
+"""HTTP surface of the ingest service (docs/contract.md section 6).
 
 Order of checks: authenticate (401), media type (415), size (413), parse (400),
 validate (422), the token may send for every event's source (403), write (503), answer

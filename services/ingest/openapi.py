@@ -106,7 +106,7 @@ def document() -> dict[str, Any]:
             "title": "Safeguard ingest",
             "version": "1",
             "description": (
-                "The door through which control rooms send CloudEvents (CONTRACT.md "
+                "The door through which control rooms send CloudEvents (docs/contract.md "
                 "section 6). `202` is answered only after the broker acknowledged the "
                 "write (acks=all); nothing refused is written."
             ),

@@ -1,4 +1,4 @@
-"""Pattern rules (CONTRACT.md section 3): raised when a pattern completes, with no deadline."""
+"""Pattern rules (docs/contract.md section 3): raised when a pattern completes, with no deadline."""
 
 from __future__ import annotations
 

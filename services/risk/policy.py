@@ -25,7 +25,7 @@ from services.common.policy_file import load_policy_file
 
 
 class RiskLevel(StrEnum):
-    """A child's risk level (CONTRACT.md section 4), ordered low < medium < high < critical."""
+    """A child's risk level (docs/contract.md section 4), ordered low < medium < high < critical."""
 
     LOW = "low"
     MEDIUM = "medium"
@@ -114,7 +114,7 @@ class ForensicExamination(_Strict):
 
 
 class Obligations(_Strict):
-    """Windows of the deadline rules (CONTRACT.md section 3)."""
+    """Windows of the deadline rules (docs/contract.md section 3)."""
 
     welfare_check: Window
     social_care_referral: SocialCareReferral
@@ -183,7 +183,7 @@ class Thresholds(_Strict):
 
 
 class Scoring(_Strict):
-    """The risk score (CONTRACT.md section 4)."""
+    """The risk score (docs/contract.md section 4)."""
 
     lookback: Duration
     thresholds: Thresholds

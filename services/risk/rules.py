@@ -1,4 +1,4 @@
-"""The obligation rules of CONTRACT.md section 3, as pure functions of one event.
+"""The obligation rules of docs/contract.md section 3, as pure functions of one event.
 
 `triggered` says which obligations an event creates for a subject; `facts` says which
 fulfilling facts it records. Neither looks at state: the engine matches facts to

@@ -1,4 +1,4 @@
-"""A child's risk score (CONTRACT.md section 4): explainable, weighted, over a lookback."""
+"""A child's risk score (docs/contract.md section 4): explainable, weighted, over a lookback."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""Replays every scenario file (shared/scenarios and tests/e2e/scenarios) against the running
+"""Replays every scenario file in tests/scenarios against the running
 services and compares the alerts the risk service published with the file's expectations."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -14,14 +13,13 @@ from typing import Any
 
 import pytest
 
-from services.devstack import REPO, DevStack
+from devtools.stack import REPO, DevStack
 from tests.fixtures.broker import read_all
 from tests.fixtures.stack import Client
 
 pytestmark = pytest.mark.e2e
 
-SHARED = Path(os.environ.get("SAFEGUARD_SCENARIOS", REPO.parent / "shared" / "scenarios"))
-OWN = Path(__file__).parent / "scenarios"
+SCENARIOS = REPO / "tests" / "scenarios"
 SUBJECT_FIELDS = ("child_id", "offender_id", "enquiry_id")
 # Risk-level alerts depend on policy weights, which the scenarios do not fix.
 IGNORED_RULES = {"risk-level"}
@@ -29,8 +27,8 @@ _OFFSET = re.compile(r"^(-)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def scenario_files() -> list[Path]:
-    files = sorted(SHARED.glob("*.json")) + sorted(OWN.glob("*.json"))
-    assert any(f.parent == SHARED for f in files), f"no shared scenarios found in {SHARED}"
+    files = sorted(SCENARIOS.glob("*.json"))
+    assert files, f"no scenarios found in {SCENARIOS}"
     return files
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.devstack import DevStack
+from devtools.stack import DevStack
 from tests.fixtures.broker import produce, read_topic
 from tests.fixtures.stack import Client, wait_until
 from tests.fixtures.webhook import WebhookReceiver

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.devbroker import create_topics
-from services.devstack import DEV_TOKEN
+from devtools.broker import create_topics
+from devtools.stack import DEV_TOKEN
 from tests.fixtures.ingest import (
     IngestServer,
     anything_written,

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from services.devbroker import free_port
+from devtools.broker import free_port
 from services.ingest.openapi import COMMITTED
 from tests.fixtures.broker import read_topic
 from tests.fixtures.ingest import (

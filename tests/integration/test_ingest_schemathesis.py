@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 
-from services.devbroker import create_topics
-from services.devstack import DEV_TOKEN, DEV_TOKENS_FILE
+from devtools.broker import create_topics
+from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE
 from services.ingest.openapi import COMMITTED
 from tests.fixtures.ingest import IngestServer, ingest_settings
 

@@ -17,8 +17,8 @@ import pytest
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind, alert_raised_event
 from services.common.auth import hash_token
 from services.common.processes import kill
-from services.devbroker import create_topics, free_port
-from services.devstack import DEV_TOKEN, DevStack
+from devtools.broker import create_topics, free_port
+from devtools.stack import DEV_TOKEN, DevStack
 from services.notify.channels import sign
 from tests.fixtures.broker import produce, read_topic
 from tests.fixtures.smtp import Mail, SmtpInbox

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from services.common.processes import kill, spawn
-from services.devbroker import create_topics, free_port
-from services.devstack import DEFAULT_POLICY, DevStack, ServiceSpec
+from devtools.broker import create_topics, free_port
+from devtools.stack import DEFAULT_POLICY, DevStack, ServiceSpec
 from tests.fixtures.broker import produce, read_all
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.devbroker import free_port
+from devtools.broker import free_port
 from tests.ops.helpers import COMMANDS, REPO
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()

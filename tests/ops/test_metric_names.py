@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.devstack import DevStack
+from devtools.stack import DevStack
 from tests.fixtures.stack import Client
 from tests.fixtures.webhook import WebhookReceiver
 from tests.ops.helpers import (

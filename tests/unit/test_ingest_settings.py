@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.common.auth import hash_token
-from services.devstack import DEV_TOKEN, DEV_TOKENS_FILE
+from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE
 from services.ingest.settings import IngestSettings
 
 

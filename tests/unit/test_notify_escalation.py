@@ -38,7 +38,7 @@ DESK = Recipient(name="duty-desk", channel=Channel.WEBHOOK, url="http://x/h", se
 SENIOR = Recipient(name="senior", channel=Channel.EMAIL, to=("senior@example.org",))
 LEAD = Recipient(name="lead", channel=Channel.EMAIL, to=("lead@example.org",))
 
-# The critical ladder of DESIGN.md: duty desk at once, senior at 15 min, lead at 60 min,
+# The critical ladder of docs/design.md: duty desk at once, senior at 15 min, lead at 60 min,
 # repeat every 30 min.
 CRITICAL = Chain(
     levels=(

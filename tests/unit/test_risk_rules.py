@@ -1,4 +1,4 @@
-"""Every rule of CONTRACT.md section 3: met, met late, missed, out of order, duplicate."""
+"""Every rule of docs/contract.md section 3: met, met late, missed, out of order, duplicate."""
 
 from __future__ import annotations
 

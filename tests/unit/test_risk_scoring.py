@@ -1,4 +1,4 @@
-"""Risk level per child (CONTRACT.md section 4): weights, factors, floor, severity bump, alerts."""
+"""Risk level per child (docs/contract.md section 4): weights, factors, floor, severity bump, alerts."""
 
 from __future__ import annotations
 

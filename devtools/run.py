@@ -18,8 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.logging import configure_logging
 from services.common.processes import spawn, stop
-from services.devbroker import DevBroker, create_topics, wait_until_answers
-from services.devstack import DEV_TOKEN, DevStack
+from devtools.broker import DevBroker, create_topics, wait_until_answers
+from devtools.stack import DEV_TOKEN, DevStack
 
 
 class DevSettings(BaseSettings):
@@ -62,7 +62,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "services.devinbox",
+            "devtools.inbox",
             "--port",
             str(settings.inbox_port),
             "--smtp-port",
