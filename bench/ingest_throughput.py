@@ -27,9 +27,9 @@ from pathlib import Path
 import aiohttp
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from services.common.processes import spawn, stop
 from devtools.broker import DevBroker, create_topics, free_port
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE
+from services.common.processes import spawn, stop
 from services.ingest.settings import ProducerSettings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -29,6 +29,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 # Run as a script from anywhere: the repository root holds `tests` (the webhook receiver).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devtools.broker import DevBroker, create_topics, free_port, wait_until_answers
+from devtools.stack import DevStack
 from schemas.alerts import (
     AlertRaised,
     EventRef,
@@ -36,8 +38,6 @@ from schemas.alerts import (
     SubjectKind,
     alert_raised_event,
 )
-from devtools.broker import DevBroker, create_topics, free_port, wait_until_answers
-from devtools.stack import DevStack
 from tests.fixtures.webhook import WebhookReceiver
 
 LEVEL_2_AFTER = 60

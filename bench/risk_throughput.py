@@ -31,9 +31,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.common.processes import spawn, stop  # noqa: E402
 from devtools.broker import DevBroker, create_topics, free_port  # noqa: E402
 from devtools.stack import DEFAULT_POLICY, DevStack, ServiceSpec  # noqa: E402
+from services.common.processes import spawn, stop  # noqa: E402
 
 PROCESSED = re.compile(
     r"^safeguard_risk_events_processed_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE

@@ -16,10 +16,10 @@ from types import FrameType
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.logging import configure_logging
-from services.common.processes import spawn, stop
 from devtools.broker import DevBroker, create_topics, wait_until_answers
 from devtools.stack import DEV_TOKEN, DevStack
+from services.common.logging import configure_logging
+from services.common.processes import spawn, stop
 
 
 class DevSettings(BaseSettings):

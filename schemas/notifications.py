@@ -1,4 +1,4 @@
-"""What the notify service publishes on `safeguarding.notifications.v1` (docs/contract.md section 5).
+"""What notify publishes on `safeguarding.notifications.v1` (docs/contract.md section 5).
 
 Every record is keyed by `alert_id`, like `safeguarding.alerts.v1`, so one alert's alert
 and notification events land on the same partition number and the notify service can

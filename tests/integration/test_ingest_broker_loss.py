@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from services.common.processes import kill
 from devtools.broker import DevBroker, create_topics
+from services.common.processes import kill
 from tests.fixtures.broker import read_topic
 from tests.fixtures.ingest import IngestServer, Reply, child_found
 from tests.fixtures.stack import wait_until

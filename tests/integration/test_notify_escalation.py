@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from devtools.broker import create_topics, free_port
+from devtools.stack import DEV_TOKEN, DevStack
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind, alert_raised_event
 from services.common.auth import hash_token
 from services.common.processes import kill
-from devtools.broker import create_topics, free_port
-from devtools.stack import DEV_TOKEN, DevStack
 from services.notify.channels import sign
 from tests.fixtures.broker import produce, read_topic
 from tests.fixtures.smtp import Mail, SmtpInbox

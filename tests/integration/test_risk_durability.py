@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from services.common.processes import kill, spawn
 from devtools.broker import create_topics, free_port
 from devtools.stack import DEFAULT_POLICY, DevStack, ServiceSpec
+from services.common.processes import kill, spawn
 from tests.fixtures.broker import produce, read_all
 
 pytestmark = pytest.mark.integration

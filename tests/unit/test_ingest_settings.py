@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from services.common.auth import hash_token
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE
+from services.common.auth import hash_token
 from services.ingest.settings import IngestSettings
 
 

@@ -17,11 +17,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from devtools.broker import free_port
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind
 from schemas.notifications import Channel, FailureReason, NotificationPurpose
 from services.common.clock import FakeClock
 from services.common.policy_file import PolicyError
-from devtools.broker import free_port
 from services.notify.channels import EmailChannel, SmtpSettings, WebhookChannel, sign
 from services.notify.delivery import Content, Deliverer, Result
 from services.notify.ledger import PendingDelivery
