@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # One image for the three services; the command picks one:
 #   safeguard-ingest | safeguard-risk | safeguard-notify
-# Build: docker build -t safeguard:dev .
+# Build: docker build -t safeguard:dev .   (the last stage, `production`: the runtime only)
+# The `devtools` stage adds the development inbox for docker-compose.yml and is never the
+# production image: docker build --target devtools .
 # The base is pinned to Python 3.11 on Debian 12; a release pipeline should pin it by
 # digest as well (python:3.11-slim-bookworm@sha256:...).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -18,7 +20,7 @@ COPY services ./services
 RUN /opt/safeguard/bin/pip install . rocksdict==0.3.29 \
  && /opt/safeguard/bin/python -m compileall -q /opt/safeguard
 
-FROM ${PYTHON_IMAGE}
+FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/safeguard/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -64,3 +66,14 @@ EXPOSE 8080 8081 8082
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
   CMD ["safeguard-healthcheck"]
 CMD ["safeguard-ingest"]
+
+# Development only: the runtime plus the development inbox (devtools/ and its SMTP server),
+# for the webhook-inbox service of docker-compose.yml. Not the default target.
+FROM runtime AS devtools
+USER 0:0
+RUN /opt/safeguard/bin/pip install --no-cache-dir aiosmtpd==1.4.6 atpublic==9.0.0
+COPY devtools /app/devtools
+USER 10001:10001
+
+# The production image, and the default target: the runtime stage as it is.
+FROM runtime AS production

@@ -159,14 +159,19 @@ def setting_exists(variable: str) -> bool:
     """Tell whether an environment variable names a field of a service's settings.
 
     `RISK_STREAM__DATA_DIR` is RiskSettings.stream.data_dir. Variables of no service
-    prefix are not settings and count as existing (HEALTHCHECK_PORT, say).
+    prefix are not settings and count as existing (HEALTHCHECK_PORT, say). Below a
+    mapping field any one key exists (`NOTIFY_WEBHOOK_SECRETS__DUTY_DESK`).
     """
     prefix = next((p for p in SETTINGS if variable.startswith(p)), None)
     if prefix is None:
         return True
     model: type[BaseModel] | None = SETTINGS[prefix]
-    for part in variable.removeprefix(prefix).lower().split("__"):
+    parts = variable.removeprefix(prefix).lower().split("__")
+    for index, part in enumerate(parts):
         if model is None or part not in model.model_fields:
             return False
-        model = _model_of(model.model_fields[part].annotation)
+        annotation = model.model_fields[part].annotation
+        if get_origin(annotation) is dict:
+            return len(parts) - index <= 2  # the mapping (as JSON), or one key of it
+        model = _model_of(annotation)
     return True

@@ -1,8 +1,13 @@
-"""docker-compose.yml is a valid Compose file that wires the whole system together."""
+"""docker-compose.yml is a valid Compose file that wires the whole system together.
+
+It is the development stack (published development token, default Grafana credentials):
+every port it publishes is bound to 127.0.0.1, and its header says so.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -10,9 +15,13 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from services.common.kafka import Topics
+from services.notify.app import check_settings
+from services.notify.policy import load_policy as load_notify_policy
+from services.notify.settings import NotifySettings
 from tests.ops.helpers import COMMANDS, COMPOSE_FILE, DEPLOY, REPO, load_yaml, setting_exists
 
 SAFEGUARD = ["ingest", "risk", "notify"]
+LOOPBACK = "127.0.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +86,7 @@ def test_services_run_their_command_with_real_settings(compose: dict[str, Any]) 
         for variable in env:
             assert setting_exists(variable), f"{name}: {variable} is no setting"
         port = env[f"{prefix}PORT"]
-        assert f"{port}:{port}" in service["ports"]
+        assert f"{LOOPBACK}:{port}:{port}" in service["ports"]
         mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
         assert mounts[env[f"{prefix}TOKENS_FILE"]] == "./config/dev-tokens.yaml"
         if name != "ingest":
@@ -115,3 +124,82 @@ def test_prometheus_scrapes_the_three_services_and_loads_the_rules(
     mounts = compose["services"]["prometheus"]["volumes"]
     assert "./deploy/prometheus/rules:/etc/prometheus/rules:ro" in mounts
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+
+
+def published_host_ips(port: str | int | dict[str, Any]) -> list[str | None]:
+    """Return the host address a `ports` entry binds to (None: every interface)."""
+    if isinstance(port, dict):  # long syntax
+        return [port.get("host_ip")] if "published" in port else []
+    text = str(port).rsplit("/", 1)[0]  # drop /tcp, /udp
+    if text.startswith("["):  # [::1]:8080:8080
+        return [text[1 : text.index("]")]]
+    parts = text.split(":")
+    if len(parts) == 1:  # "8080": a random host port on every interface
+        return [None]
+    return [parts[0] if len(parts) == 3 else None]  # ip:host:container
+
+
+def test_published_ports_parse() -> None:
+    assert published_host_ips("127.0.0.1:8080:8080") == ["127.0.0.1"]
+    assert published_host_ips("8080:8080") == [None]
+    assert published_host_ips("8080") == [None]
+    assert published_host_ips("0.0.0.0:8080:8080/tcp") == ["0.0.0.0"]  # noqa: S104
+    assert published_host_ips({"target": 80, "published": 8080}) == [None]
+    assert published_host_ips({"target": 80, "host_ip": "127.0.0.1", "published": 8080}) == [
+        "127.0.0.1"
+    ]
+
+
+def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> None:
+    # The stack carries the development token and Grafana's default credentials: nothing
+    # it publishes may be reachable from another machine.
+    exposed = [
+        f"{name}: {port}"
+        for name, service in compose["services"].items()
+        for port in service.get("ports", [])
+        if any(ip != LOOPBACK for ip in published_host_ips(port))
+    ]
+    assert not exposed, f"published beyond 127.0.0.1: {exposed}"
+    assert any(service.get("ports") for service in compose["services"].values())
+
+
+def test_header_says_development_only() -> None:
+    header = "".join(
+        line for line in COMPOSE_FILE.read_text().splitlines(keepends=True) if line.startswith("#")
+    )
+    for needed in (
+        "DEVELOPMENT ONLY",
+        "safeguard-dev-token",
+        "admin/admin",
+        "127.0.0.1",
+        "deploy/k8s/overlays/production",
+    ):
+        assert needed in header, needed
+
+
+def test_notify_has_what_the_policy_needs(compose: dict[str, Any]) -> None:
+    # notify refuses to start without a signing secret for every webhook receiver.
+    env = {
+        **compose["services"]["notify"]["environment"],
+        "NOTIFY_TOKENS_FILE": str(REPO / "config" / "dev-tokens.yaml"),
+        "NOTIFY_POLICY_FILE": str(REPO / "policy" / "default.yaml"),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for variable, value in env.items():
+            patch.setenv(variable, str(value))
+        settings = NotifySettings()
+    check_settings(load_notify_policy(settings.policy_file), settings)
+
+
+def test_only_the_inbox_uses_the_development_image(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    inbox = services["webhook-inbox"]
+    assert inbox["build"]["target"] == "devtools"
+    assert inbox["command"][:3] == ["python", "-m", "devtools.inbox"]
+    assert inbox["image"] != services["ingest"]["image"]
+    for name in SAFEGUARD:
+        build = services[name]["build"]
+        assert "target" not in build, f"{name} must run the production stage"
+    stages = re.findall(r"^FROM \S+ AS (\S+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    assert "devtools" in stages
+    assert stages[-1] != "devtools", "the default build target must not be the devtools stage"

@@ -34,9 +34,36 @@ def healthcheck_script() -> str:
     return match.group(1)
 
 
+def stages() -> list[tuple[str, str]]:
+    """Return each stage's `(base, name)`, in order."""
+    found = []
+    for line in instructions("FROM"):
+        base, _, name = line.partition(" AS ")
+        found.append((base.strip(), name.strip()))
+    return found
+
+
 def test_base_image_is_pinned_python_3_11_slim() -> None:
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11[.\d]*-slim-\w+", DOCKERFILE, re.MULTILINE)
-    assert all(line.startswith("${PYTHON_IMAGE}") for line in instructions("FROM"))
+    earlier: set[str] = set()
+    for base, name in stages():
+        # Every stage starts from the pinned base, or from a stage above it.
+        assert base == "${PYTHON_IMAGE}" or base in earlier, base
+        earlier.add(name)
+
+
+def test_the_default_target_is_the_runtime_without_development_tools() -> None:
+    # `docker build .` builds the last stage: it must be the runtime as it is, not the
+    # development stage that adds devtools/ for docker-compose.yml's inbox.
+    names = [name for _, name in stages()]
+    assert stages()[-1][0] == "runtime", stages()[-1]
+    assert names.index("devtools") < len(names) - 1
+    runtime = DOCKERFILE.split("AS runtime\n", 1)[1].split("\nFROM ", 1)[0]
+    instructions_only = "\n".join(
+        line for line in runtime.splitlines() if not line.lstrip().startswith("#")
+    )
+    assert "devtools" not in instructions_only
+    assert "aiosmtpd" not in instructions_only
 
 
 def test_runs_as_a_non_root_user_with_a_healthcheck() -> None:
