@@ -1,0 +1,1 @@
+"""The `safeguard` command line, and the pure replay behind `safeguard backtest`."""
