@@ -29,6 +29,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from devtools.broker import DevBroker, create_topics, free_port
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE
+from services.common.environment import development_environment
 from services.common.processes import spawn, stop
 from services.ingest.settings import ProducerSettings
 
@@ -184,10 +185,12 @@ def main() -> None:
     with DevBroker() as broker:
         suffix = uuid.uuid4().hex[:6]
         topics = (f"bench.raw.{suffix}", f"bench.ingest.{suffix}")
-        create_topics(broker.bootstrap, list(topics))
+        create_topics(broker.bootstrap, [*topics, f"bench.audit.{suffix}"])
         port = free_port()
         env = {
             **os.environ,
+            **development_environment(),  # the development token is refused outside it
+            "INGEST_AUDIT_TOPIC": f"bench.audit.{suffix}",
             "INGEST_PORT": str(port),
             "INGEST_TOKENS_FILE": str(DEV_TOKENS_FILE),
             "INGEST_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,

@@ -77,7 +77,7 @@ def main() -> None:
             smtp_port=settings.inbox_smtp_port,
         )
         try:
-            create_topics(bootstrap, stack.topics.model_dump().values())
+            create_topics(bootstrap, stack.topic_names())
             stack.start()
             print(  # noqa: T201 - the runner talks to the developer
                 "\nSafeguard is running (development mode). Ctrl-C stops everything.\n"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from services.common.audit import AUDIT_TOPIC
+from services.common.environment import development_environment
 from services.common.kafka import Topics
 from services.common.processes import spawn, stop
 
@@ -75,6 +77,15 @@ class DevStack:
         defaults = Topics()
         return Topics(**{k: f"{self.topic_prefix}{v}" for k, v in defaults.model_dump().items()})
 
+    @property
+    def audit_topic(self) -> str:
+        """Return the audit topic this stack uses (not in Topics yet: services' settings)."""
+        return f"{self.topic_prefix}{AUDIT_TOPIC}"
+
+    def topic_names(self) -> list[str]:
+        """Return every topic the stack needs created, the audit topic included."""
+        return [*self.topics.model_dump().values(), self.audit_topic]
+
     def url(self, name: str) -> str:
         """Return the base URL of a service."""
         port = {s.name: s.port for s in self.specs}[name]
@@ -85,6 +96,8 @@ class DevStack:
         p = spec.prefix
         env = {
             **os.environ,
+            # The development token and http:// receivers are refused outside it.
+            **development_environment(),
             f"{p}HOST": self.host,
             f"{p}PORT": str(spec.port),
             f"{p}TOKENS_FILE": str(DEV_TOKENS_FILE),
@@ -94,6 +107,7 @@ class DevStack:
         }
         for topic, name in self.topics.model_dump().items():
             env[f"{p}KAFKA__TOPICS__{topic.upper()}"] = name
+        env[f"{p}AUDIT_TOPIC"] = self.audit_topic
         if spec.name != "ingest":
             env[f"{p}APP_ID"] = f"safeguard-{spec.name}{self.app_suffix}"
             env[f"{p}STREAM__STORE"] = "memory://"

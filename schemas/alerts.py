@@ -2,10 +2,13 @@
 
 An alert is raised when an obligation is breached or a pattern completes, and resolved
 when the fulfilment arrives (or someone resolves it by hand). Alert ids are
-deterministic, so every consumer can drop a duplicate.
+deterministic, so every consumer can drop a duplicate, and keyed with a deployment
+secret, so an alert id cannot be linked back to the child, offender or enquiry by
+anyone who does not hold the secret.
 """
 
 import hashlib
+import hmac
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Literal, Self, TypeAlias
@@ -213,9 +216,17 @@ AlertMessage: TypeAlias = Annotated[
 _ALERT_ADAPTER: TypeAdapter[AlertMessage] = TypeAdapter(AlertMessage)
 
 
-def deterministic_alert_id(rule: str, *parts: str) -> str:
-    """Return the alert id for a breach: the same rule and parts give the same id."""
-    digest = hashlib.sha256("\x1f".join([rule, *parts]).encode()).hexdigest()
+def deterministic_alert_id(rule: str, *parts: str, key: bytes) -> str:
+    """Return the alert id for a breach: the same key, rule and parts give the same id.
+
+    HMAC-SHA256 with the deployment's secret `key`: an unkeyed hash of a child id could
+    be recomputed from the id by anyone, linking alerts back to children.
+    """
+    if not key:
+        msg = "an alert id needs a non-empty key"
+        raise ValueError(msg)
+    message = "\x1f".join([rule, *parts]).encode()
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()
     return f"al-{digest[:32]}"
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "EventEnvelopeBase",
     "EventType",
     "Identifier",
+    "Subject",
     "Timestamp",
     "UriReference",
     "wrap",
@@ -64,8 +65,16 @@ UriReference = Annotated[
 ]
 """RFC 3986 URI-reference, 1..256 characters."""
 
-CloudEventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# An identifier, not free text: ids and subjects are logged, keyed on and copied into
+# alerts and webhooks, so nothing that could spell a name and a date of birth with
+# spaces or punctuation ("Jane Doe 01/02/2010") fits; pseudonymous references do.
+_CLOUD_EVENT_ID = r"^[A-Za-z0-9._:/-]{1,128}$"
+
+CloudEventId = Annotated[str, StringConstraints(pattern=_CLOUD_EVENT_ID)]
 """CloudEvents `id`: unique per `source`; `(source, id)` is the idempotency key."""
+
+Subject = Annotated[str, StringConstraints(pattern=_CLOUD_EVENT_ID)]
+"""CloudEvents `subject`: an identifier under the same pattern as `id`, never free text."""
 
 # RFC 3339 `date-time` exactly: pydantic alone would also take unix timestamps,
 # minute precision and offsets without a colon, none of which the contract allows.
@@ -132,7 +141,7 @@ class CloudEvent(ContractModel):
     source: UriReference
     time: Timestamp
     datacontenttype: Literal["application/json"] | None = None
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    subject: Subject | None = None
     dataschema: UriReference | None = None
 
     def to_json(self) -> bytes:

@@ -2,7 +2,14 @@
 
 pydantic reports errors as loc tuples with the offending input attached. Inputs may be
 personal data, so only a location path (`data.children[0].child_id`) and a message
-naming the problem ever leave this module.
+naming the problem ever leave this module, and both are safe by construction:
+
+- a field the contract does not define is named by position, never by its name (a
+  sender can put anything in a name): `data.<unknown field #2>` is the second unknown
+  field of `data`, in the order written;
+- a message is pydantic's wording only where that wording cannot hold the input; where
+  it can (tags, validator messages) or where it happens to contain the input anyway, a
+  fixed sentence per error type replaces it.
 """
 
 import re
@@ -38,6 +45,11 @@ _MESSAGES = {
     "model_type": "Input should be an object",
     "dict_type": "Input should be an object",
 }
+# Error types whose pydantic message is built from text that may come from the input
+# (a validator's own message, an attribute name): never shown as pydantic words it.
+_INPUT_WORDED = {"value_error", "assertion_error", "get_attribute_error"}
+# pydantic quotes what it repeats ('...'); a message quoting the input is replaced.
+_GENERIC = "Input is not valid here"
 
 
 class FieldError(ContractModel):
@@ -78,7 +90,20 @@ def format_loc(loc: Sequence[int | str]) -> str:
     return path or ROOT_LOC
 
 
-def _format_one(error: ErrorDetails) -> FieldError:
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind in _INPUT_WORDED:
+        return _GENERIC
+    message = error["msg"]
+    value = error.get("input")
+    if isinstance(value, str) and (f"'{value}'" in message or f'"{value}"' in message):
+        return _GENERIC
+    return message
+
+
+def _format_one(error: ErrorDetails, unknown: dict[tuple[int | str, ...], int]) -> FieldError:
     kind = error["type"]
     loc = tuple(error["loc"])
     # A tagged union puts the tag in front of the member's own path; drop it so the
@@ -93,12 +118,26 @@ def _format_one(error: ErrorDetails) -> FieldError:
         )
     if kind == "union_tag_not_found":
         loc = ("type",)
-    return FieldError(loc=format_loc(loc), msg=_MESSAGES.get(kind, error["msg"]))
+    if kind == "extra_forbidden" and loc:
+        # The last part is the sender's own field name: count it, never repeat it.
+        parent = loc[:-1]
+        unknown[parent] = unknown.get(parent, 0) + 1
+        path = format_loc(parent) if parent else ""
+        name = f"<unknown field #{unknown[parent]}>"
+        return FieldError(loc=f"{path}.{name}" if path else name, msg=_message(error))
+    return FieldError(loc=format_loc(loc), msg=_message(error))
 
 
 def format_validation_error(exc: ValidationError) -> list[FieldError]:
-    """Turn a pydantic `ValidationError` into `FieldError`s, without input values."""
-    return [_format_one(error) for error in exc.errors(include_url=False, include_input=False)]
+    """Turn a pydantic `ValidationError` into `FieldError`s, without input values.
+
+    The inputs are read only to make sure no message quotes them; they are not kept.
+    """
+    unknown: dict[tuple[int | str, ...], int] = {}
+    return [
+        _format_one(error, unknown)
+        for error in exc.errors(include_url=False, include_input=True, include_context=True)
+    ]
 
 
 def invalid_event_from(exc: ValidationError) -> InvalidEvent:

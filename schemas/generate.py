@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.alerts import AlertRaisedEvent, AlertResolvedEvent
+from schemas.audit import AuditEvent
 from schemas.deadletter import DeadLetter
 from schemas.envelope import AlertType, Envelope
 from schemas.events import ENVELOPE_TYPES
@@ -37,6 +38,7 @@ def _models() -> dict[str, type[BaseModel]]:
         AlertType.RESOLVED: AlertResolvedEvent,
         **NOTIFICATION_TYPES,
         "deadletter": DeadLetter,
+        "audit": AuditEvent,
     }
 
 

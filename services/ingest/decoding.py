@@ -35,6 +35,8 @@ BINARY_ATTRIBUTES = frozenset(
     {"specversion", "id", "source", "type", "time", "subject", "dataschema"}
 )
 BINARY_PREFIX = "ce-"
+# Context attributes the CloudEvents spec defines that binary mode does not take here.
+_SPEC_ATTRIBUTES = frozenset({"datacontenttype"})
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # The binding allows printable ASCII in header values; anything else is percent-encoded.
@@ -82,11 +84,12 @@ def require_media_type(header: str | None, accepted: Iterable[str]) -> MediaType
     wanted = sorted(accepted)
     media = MediaType.parse(header)
     if media is None or media.essence not in wanted:
-        shown = "none" if header is None else repr(media.essence if media else header[:100])
-        raise UnsupportedMediaType(f"Content-Type must be one of {wanted}, got {shown}")
+        # The header is the sender's text: said whether it was there, never repeated.
+        shown = "none was given" if header is None else "the one given is not accepted"
+        raise UnsupportedMediaType(f"Content-Type must be one of {wanted}; {shown}")
     if media.charset not in (None, "utf-8", "utf8"):
         # JSON exchanged between systems is UTF-8 (RFC 8259 section 8.1).
-        raise UnsupportedMediaType(f"JSON must be UTF-8, got charset {media.charset!r}")
+        raise UnsupportedMediaType("JSON must be UTF-8; the charset given is not")
     return media
 
 
@@ -111,15 +114,22 @@ def binary_attributes(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """
     attributes: dict[str, str] = {}
     errors: list[ErrorDetail] = []
+    unknown = 0
     for raw_name, raw_value in headers:
         name = raw_name.lower()
         if not name.startswith(BINARY_PREFIX):
             continue
         attribute = name.removeprefix(BINARY_PREFIX)
         if attribute not in BINARY_ATTRIBUTES:
+            # A name outside the CloudEvents vocabulary is the sender's own text: it is
+            # named by its position among the unknown ce-* headers instead.
+            if attribute not in _SPEC_ATTRIBUTES:
+                unknown += 1
             errors.append(
                 ErrorDetail(
-                    loc=name[:100],
+                    loc=name
+                    if attribute in _SPEC_ATTRIBUTES
+                    else f"{BINARY_PREFIX}<unknown attribute #{unknown}>",
                     msg="unknown attribute (extension attributes are not accepted; "
                     "in binary mode datacontenttype is the Content-Type)",
                 )

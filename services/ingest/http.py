@@ -1,13 +1,15 @@
 """HTTP surface of the ingest service (docs/contract.md section 6).
 
 Order of checks: authenticate (401), media type (415), size (413), parse (400),
-validate (422), the token may send for every event's source (403), write (503), answer
-202. Nothing is written unless every event in the request passed every check, and
-nothing is answered 202 before the broker acknowledged the write (acks=all).
+validate (422), the token may send every event's type for its source (403), write the
+events and one audit record per event (503), answer 202. Nothing is written unless
+every event in the request passed every check, and nothing is answered 202 before the
+broker acknowledged the events and their audit records (acks=all).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import Counter
@@ -18,8 +20,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from schemas.errors import ROOT_LOC
 from schemas.events import Event
-from services.common.auth import Authenticator, Principal
+from services.common.audit import accepted_events
+from services.common.auth import Authenticator, Principal, Role
 from services.common.clock import Clock
 from services.common.metrics import CONTENT_TYPE_LATEST, exposition
 from services.ingest import decoding
@@ -71,6 +75,7 @@ class IngestApp:
         self.clock = clock
         self.registry = registry
         self.metrics = IngestMetrics(registry)
+        writer.report_to(self.metrics)
         self.openapi = document()
 
     # --- the checks, in order ------------------------------------------------------------
@@ -103,22 +108,56 @@ class IngestApp:
 
     @staticmethod
     def _authorise(principal: Principal, events: list[Event], *, batch: bool) -> None:
-        errors = [
-            ErrorDetail(
-                loc=f"[{index}].source" if batch else "source",
-                msg="this token may not send for this source",
-                index=index if batch else None,
+        if not principal.has(Role.SEND):
+            raise Forbidden(
+                "the token lacks the 'send' role",
+                [ErrorDetail(loc=ROOT_LOC, msg="this token may not send events")],
             )
-            for index, event in enumerate(events)
-            if not principal.may_send_for(event.source)
-        ]
+        errors: list[ErrorDetail] = []
+        refused: set[str] = set()
+        for index, event in enumerate(events):
+            prefix = f"[{index}]." if batch else ""
+            position = index if batch else None
+            if not principal.may_send_for(event.source):
+                refused.add("source")
+                # The source is not repeated: it is the sender's text (it could be anything
+                # its pattern allows); the location names it.
+                errors.append(
+                    ErrorDetail(
+                        loc=f"{prefix}source",
+                        msg="this token may not send for this source",
+                        index=position,
+                    )
+                )
+            if not principal.may_send_type(event.type):
+                refused.add("type")
+                # The type is one of the contract's names, so it is safe to repeat.
+                errors.append(
+                    ErrorDetail(
+                        loc=f"{prefix}type",
+                        msg=f"this token may not send events of type {event.type}",
+                        index=position,
+                    )
+                )
         if errors:
-            raise Forbidden("the token may not send for every source in the request", errors)
+            what = " or ".join(
+                {"source": "for this source", "type": "events of this type"}[k]
+                for k in sorted(refused)
+            )
+            every = "some events: " if batch else ""
+            raise Forbidden(f"the token may not send {every}{what}", errors)
 
     async def _write(self, principal: Principal, events: list[Event]) -> None:
         records = [(partition_key(e).encode(), e.to_json()) for e in events]
+        audit = accepted_events(principal, events, self.clock.now())
         started = time.perf_counter()
-        await self.writer.write(self.settings.kafka.topics.events, records)
+        # Both together, both acknowledged before the 202: an event is never accepted
+        # without the record of who sent it. A failure of either is a 503, and the
+        # retry's duplicates are dropped downstream by (source, id).
+        await asyncio.gather(
+            self.writer.write(self.settings.kafka.topics.events, records),
+            self.writer.write(self.settings.audit_topic, audit),
+        )
         self.metrics.produce_latency.observe(time.perf_counter() - started)
         # One labelled increment per type, not per event: a batch is mostly of few types.
         for kind, count in Counter(e.type for e in events).items():
@@ -167,7 +206,11 @@ class IngestApp:
         return _json(Status(status="ok"), 200)
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        """Readiness: the broker answers with metadata for the events topic, in time."""
+        """Readiness: the broker answers in time, and writes are not failing.
+
+        Writes that failed stop counting once the producer they failed on was replaced
+        by one that connected (services/ingest/producer.py).
+        """
         if await self.writer.ready(self.settings.kafka.topics.events):
             return _json(Status(status="ready"), 200)
         return _json(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.common.auth import TokenConfigError
 from services.common.clock import SystemClock
 from services.common.logging import configure_logging
 from services.ingest.http import create_app
@@ -14,6 +15,8 @@ from services.ingest.settings import IngestSettings
 
 def build(settings: IngestSettings, registry: CollectorRegistry | None = None) -> web.Application:
     """Compose the application from its settings; the writer closes with the app."""
+    # Tokens first: a refused token file stops start-up before anything connects.
+    auth = settings.authenticator()
     writer = EventWriter(
         settings.kafka,
         timeout_seconds=settings.produce_timeout_seconds,
@@ -23,7 +26,7 @@ def build(settings: IngestSettings, registry: CollectorRegistry | None = None) -
     app = create_app(
         settings,
         writer,
-        settings.authenticator(),
+        auth,
         SystemClock(),
         registry if registry is not None else CollectorRegistry(),
     )
@@ -39,9 +42,12 @@ def main() -> None:
     """Start the ingest HTTP server in the foreground."""
     settings = IngestSettings()
     configure_logging(json=settings.log_json, level=settings.log_level)
-    web.run_app(
-        build(settings), host=settings.host, port=settings.port, print=None, access_log=None
-    )
+    try:
+        app = build(settings)
+    except TokenConfigError as exc:
+        # Said plainly on stderr, exit status 1: the operator must read why.
+        raise SystemExit(f"safeguard-ingest: {exc}") from None
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

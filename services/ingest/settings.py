@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.audit import AUDIT_TOPIC
 from services.common.auth import Authenticator, TokenEntry
 from services.common.kafka import KafkaSettings
 
@@ -42,6 +43,9 @@ class IngestSettings(BaseSettings):
         default=None, description="token entries as JSON, instead of tokens_file"
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    audit_topic: str = Field(
+        default=AUDIT_TOPIC, description="topic of the audit trail (one record per event)"
+    )
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     produce_timeout_seconds: float = Field(

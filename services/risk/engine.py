@@ -1,7 +1,9 @@
 """The risk engine: `evaluate(state, event, now)` and `check(state, now)`, pure and clock-driven.
 
 Every effect is an alert (raised or resolved) with a deterministic id, so replaying the
-same input after a crash produces the same ids and consumers drop the repeats.
+same input after a crash produces the same ids and consumers drop the repeats. The ids
+are keyed with the deployment's secret (`policy.alert_key`), so they are stable across
+restarts but cannot be recomputed from a child id without it.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def evaluate(state: SubjectState, event: Event, now: datetime, policy: RiskPolic
     for obligation in state.obligations.values():
         if obligation.match in touched and _refresh(state, obligation):
             obligation.resolved = True
-            effects.append(_resolved(state, obligation, now))
+            effects.append(_resolved(state, obligation, now, policy.alert_key))
     effects.extend(_raise_patterns(state, event, now, policy))
     outcome = _finish(state, now, policy, rules.ref(event))
     outcome.effects[:0] = effects
@@ -98,9 +100,9 @@ def check(state: SubjectState, now: datetime, policy: RiskPolicy) -> Outcome:
     return outcome
 
 
-def alert_id(state: SubjectState, rule: str, scope: str) -> str:
-    """Return the deterministic id of an alert: same breach, same id."""
-    return deterministic_alert_id(rule, state.kind, state.id, scope)
+def alert_id(state: SubjectState, rule: str, scope: str, key: bytes) -> str:
+    """Return the deterministic id of an alert: same breach and key, same id."""
+    return deterministic_alert_id(rule, state.kind, state.id, scope, key=key)
 
 
 def _record(state: SubjectState, event: Event) -> None:
@@ -216,12 +218,12 @@ def _finish(
             bump = state.kind == "child" and score(state, now, policy.scoring).level in ELEVATED
         obligation.raised = True
         severity = obligation.severity.bump() if bump else obligation.severity
-        effects.append(_raised(state, obligation, severity, now))
+        effects.append(_raised(state, obligation, severity, now, policy.alert_key))
         trigger = trigger or obligation.trigger
         if fulfilled_at is not None:
             # Met, but late: a breach all the same, raised and resolved together.
             obligation.resolved = True
-            effects.append(_resolved(state, obligation, now))
+            effects.append(_resolved(state, obligation, now, policy.alert_key))
     if state.kind == "child" and trigger is not None:
         effects.extend(_rescore(state, now, policy, trigger))
     return Outcome(effects=effects, lags=lags)
@@ -240,6 +242,7 @@ def _rescore(
     return [
         _alert(
             state,
+            key=policy.alert_key,
             rule="risk-level",
             scope=scope,
             severity=severity,
@@ -304,6 +307,7 @@ def _raise_patterns(
         effects.append(
             _alert(
                 state,
+                key=policy.alert_key,
                 rule=hit.rule,
                 scope=hit.scope,
                 severity=hit.severity,
@@ -320,6 +324,7 @@ def _raise_patterns(
 def _alert(  # noqa: PLR0913 - an alert has this many parts
     state: SubjectState,
     *,
+    key: bytes,
     rule: str,
     scope: str,
     severity: Severity,
@@ -330,7 +335,7 @@ def _alert(  # noqa: PLR0913 - an alert has this many parts
     now: datetime,
 ) -> AlertRaised:
     return AlertRaised(
-        alert_id=alert_id(state, rule, scope),
+        alert_id=alert_id(state, rule, scope, key),
         rule=rule,
         severity=severity,
         subject_kind=state.kind,
@@ -344,10 +349,11 @@ def _alert(  # noqa: PLR0913 - an alert has this many parts
 
 
 def _raised(
-    state: SubjectState, obligation: Obligation, severity: Severity, now: datetime
+    state: SubjectState, obligation: Obligation, severity: Severity, now: datetime, key: bytes
 ) -> AlertRaised:
     return _alert(
         state,
+        key=key,
         rule=obligation.rule,
         scope=obligation.scope,
         severity=severity,
@@ -359,11 +365,13 @@ def _raised(
     )
 
 
-def _resolved(state: SubjectState, obligation: Obligation, now: datetime) -> AlertResolved:
+def _resolved(
+    state: SubjectState, obligation: Obligation, now: datetime, key: bytes
+) -> AlertResolved:
     assert obligation.fulfilled_at is not None  # noqa: S101 - only called once fulfilled
     late = max(0, int((obligation.fulfilled_at - obligation.due_at).total_seconds()))
     return AlertResolved(
-        alert_id=alert_id(state, obligation.rule, obligation.scope),
+        alert_id=alert_id(state, obligation.rule, obligation.scope, key),
         rule=obligation.rule,
         resolved_at=now,
         fulfilled_at=obligation.fulfilled_at,

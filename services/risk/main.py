@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from services.common.auth import Authenticator
+from services.common.auth import Authenticator, TokenConfigError
 from services.common.clock import SystemClock
+from services.common.environment import UnsafeConfiguration
 from services.common.logging import configure_logging
 from services.common.streams import run_worker
 from services.risk.app import create_app
@@ -17,13 +18,13 @@ def main() -> None:
     """Start the risk worker in the foreground."""
     settings = RiskSettings()
     configure_logging(json=settings.log_json, level=settings.log_level)
-    service = create_app(
-        settings,
-        load_policy(settings.policy_file),
-        SystemClock(),
-        CollectorRegistry(),
-        Authenticator.from_file(settings.tokens_file),
-    )
+    try:
+        auth = Authenticator.from_file(settings.tokens_file)
+        policy = load_policy(settings.policy_file, alert_key=settings.alert_key())
+    except (TokenConfigError, UnsafeConfiguration) as exc:
+        # Said plainly on stderr, exit status 1: the operator must read why.
+        raise SystemExit(f"safeguard-risk: {exc}") from None
+    service = create_app(settings, policy, SystemClock(), CollectorRegistry(), auth)
     run_worker(service.app, log_level=settings.log_level)
 
 

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from schemas.alerts import Severity
 from schemas.events import (
@@ -39,6 +39,9 @@ class RiskLevel(StrEnum):
 
 
 _LEVEL_RANK = {level: rank for rank, level in enumerate(RiskLevel)}
+
+#: Alert-id secret of development mode only; services.risk.settings refuses it elsewhere.
+DEVELOPMENT_ALERT_KEY = b"safeguard-development-alert-id-secret"
 
 
 def _kebab(name: str) -> str:
@@ -209,8 +212,27 @@ class RiskPolicy(BaseModel):
         default=timedelta(days=400),
         description="how long closed obligations and seen event ids are kept per subject",
     )
+    # The deployment's alert-id secret (RISK_ALERT_ID_SECRET), never from the file: a
+    # private attribute cannot be set by validation. The engine takes it from here
+    # because the policy is what every engine call already receives.
+    _alert_key: bytes = PrivateAttr(default=DEVELOPMENT_ALERT_KEY)
+
+    @property
+    def alert_key(self) -> bytes:
+        """The secret alert ids are keyed with (HMAC-SHA256)."""
+        return self._alert_key
+
+    def with_alert_key(self, key: bytes) -> RiskPolicy:
+        """Return this policy with the deployment's alert-id secret."""
+        if not key:
+            msg = "the alert-id secret must not be empty"
+            raise ValueError(msg)
+        keyed = self.model_copy()
+        keyed._alert_key = key  # noqa: SLF001 - the copy is this class's own
+        return keyed
 
 
-def load_policy(path: Path) -> RiskPolicy:
+def load_policy(path: Path, *, alert_key: bytes | None = None) -> RiskPolicy:
     """Read and validate the policy file, naming the offending field on error."""
-    return load_policy_file(path, RiskPolicy)
+    policy = load_policy_file(path, RiskPolicy)
+    return policy if alert_key is None else policy.with_alert_key(alert_key)

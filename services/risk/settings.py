@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.audit import AUDIT_TOPIC
+from services.common.environment import is_development, refuse_outside_development
 from services.common.kafka import KafkaSettings
 from services.common.streams import StreamSettings
+from services.risk.policy import DEVELOPMENT_ALERT_KEY
+
+# 256 bits: as long as the HMAC-SHA256 output it keys.
+MIN_SECRET_BYTES = 32
 
 
 class RiskSettings(BaseSettings):
@@ -26,5 +32,31 @@ class RiskSettings(BaseSettings):
     check_interval_seconds: float = Field(
         default=0.5, gt=0, description="how often due deadlines are looked for"
     )
+    alert_id_secret: SecretStr | None = Field(
+        default=None,
+        description="secret alert ids are keyed with (HMAC-SHA256); keep it for the life of "
+        "the deployment, or alert ids change. Required outside development mode",
+    )
+    audit_topic: str = Field(default=AUDIT_TOPIC, description="topic of the audit trail")
     log_json: bool = True
     log_level: str = "INFO"
+
+    def alert_key(self, *, development: bool | None = None) -> bytes:
+        """Return the alert-id secret, refusing a missing or development one in production.
+
+        Raises UnsafeConfiguration naming the problem.
+        """
+        dev = is_development() if development is None else development
+        if self.alert_id_secret is None:
+            if dev:
+                return DEVELOPMENT_ALERT_KEY
+            raise refuse_outside_development("RISK_ALERT_ID_SECRET is not set")
+        key = self.alert_id_secret.get_secret_value().encode()
+        if not dev and (key == DEVELOPMENT_ALERT_KEY or len(key) < MIN_SECRET_BYTES):
+            raise refuse_outside_development(
+                "RISK_ALERT_ID_SECRET is the development secret or shorter than "
+                f"{MIN_SECRET_BYTES} bytes"
+            )
+        if not key:
+            raise refuse_outside_development("RISK_ALERT_ID_SECRET is empty")
+        return key

@@ -87,7 +87,7 @@ def test_broker_stop_gives_503_and_loses_nothing_acknowledged(
         # recovers without a restart: its idempotent producer, which the new broker does
         # not know, is replaced after the first error the broker reports.
         broker = DevBroker(port=broker.port).start()
-        create_topics(broker.bootstrap, [server.topic])
+        create_topics(broker.bootstrap, [server.topic, server.settings.audit_topic])
         assert wait_until(lambda: server.get("/readyz").status == 200, timeout=15)
 
         def accepted() -> Reply | None:

@@ -22,6 +22,7 @@ from devtools.stack import DEV_TOKEN
 from tests.fixtures.ingest import (
     IngestServer,
     anything_written,
+    audit_topic_of,
     child_found,
     incident,
     ingest_settings,
@@ -58,7 +59,7 @@ HEADER_TEXT = st.text(
 @pytest.fixture(scope="module")
 def fuzz_server(kafka_bootstrap: str) -> Iterator[IngestServer]:
     topic = f"ingest.fuzz.{uuid.uuid4().hex[:8]}"
-    create_topics(kafka_bootstrap, [topic])
+    create_topics(kafka_bootstrap, [topic, audit_topic_of(topic)])
     server = IngestServer(ingest_settings(kafka_bootstrap, topic)).start()
     yield server
     server.stop()

@@ -13,7 +13,7 @@ import schemathesis
 from devtools.broker import create_topics
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE
 from services.ingest.openapi import COMMITTED
-from tests.fixtures.ingest import IngestServer, ingest_settings
+from tests.fixtures.ingest import IngestServer, audit_topic_of, ingest_settings
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def openapi_server(kafka_bootstrap: str) -> Iterator[IngestServer]:
     topic = f"ingest.schemathesis.{uuid.uuid4().hex[:8]}"
-    create_topics(kafka_bootstrap, [topic])
+    create_topics(kafka_bootstrap, [topic, audit_topic_of(topic)])
     settings = ingest_settings(kafka_bootstrap, topic, tokens=None, tokens_file=DEV_TOKENS_FILE)
     server = IngestServer(settings).start()
     yield server

@@ -118,7 +118,7 @@ def notify(
                 "NOTIFY_DELIVERY__ORPHAN_GRACE_SECONDS": "3",
             },
         )
-        create_topics(kafka_bootstrap, list(stack.topics.model_dump().values()))
+        create_topics(kafka_bootstrap, stack.topic_names())
         try:
             stack.start_service("notify")
             stack.wait_ready("notify", timeout=90)

@@ -47,7 +47,7 @@ def stack(kafka_bootstrap: str, short_policy: Path, tmp_path: Path) -> Iterator[
         policy_file=short_policy,
         output=(tmp_path / "risk.log").open("wb"),
     )
-    create_topics(kafka_bootstrap, list(dev.topics.model_dump().values()))
+    create_topics(kafka_bootstrap, dev.topic_names())
     yield dev
     dev.stop()
 

@@ -1,0 +1,131 @@
+"""Records on `safeguarding.audit.v1`: who collected, consulted or altered what, and when.
+
+The Data Protection Act 2018 Part 3 (section 62) requires logs of collection,
+alteration, consultation and disclosure. Each record says what was done (`action`), by
+which configured token (`actor`, the token's name, never the token), when, and to
+which thing, by id only: an event's `(source, id)`, a child's id, an alert's id. No
+payload, no note text, no names: the audit topic is kept for years and must not become
+a second copy of the data it accounts for.
+
+Every record is a CloudEvent of type `audit.recorded`; its `id` is unique per record
+and its `source` names the service that wrote it.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
+
+from schemas.alerts import EventRef
+from schemas.envelope import CloudEvent, ContractModel, Identifier, Timestamp, wrap
+
+__all__ = [
+    "AUDIT_SOURCES",
+    "AUDIT_TYPE",
+    "ActorName",
+    "AuditAction",
+    "AuditEvent",
+    "AuditRecord",
+    "audit_event",
+]
+
+AUDIT_TYPE = "audit.recorded"
+
+#: CloudEvents `source` of audit records, per service.
+AUDIT_SOURCES = {
+    "ingest": "urn:safeguard:ingest",
+    "risk": "urn:safeguard:risk",
+    "notify": "urn:safeguard:notify",
+}
+
+ActorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+"""The `name` of a configured token (services.common.auth.TokenEntry.name)."""
+
+
+class AuditAction(StrEnum):
+    """What was done; the field that names the thing is given per action."""
+
+    EVENT_ACCEPTED = "event.accepted"  # `event` (collection)
+    CHILD_VIEWED = "child.viewed"  # `child_id` (consultation)
+    ALERTS_LISTED = "alerts.listed"  # nothing more: the list itself (consultation)
+    ALERT_VIEWED = "alert.viewed"  # `alert_id` (consultation)
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"  # `alert_id` (alteration)
+    ALERT_RESOLVED = "alert.resolved"  # `alert_id` (alteration)
+    ALERT_NOTED = "alert.noted"  # `alert_id`: a note was added (its text is not here)
+
+
+_REQUIRED: dict[AuditAction, str | None] = {
+    AuditAction.EVENT_ACCEPTED: "event",
+    AuditAction.CHILD_VIEWED: "child_id",
+    AuditAction.ALERTS_LISTED: None,
+    AuditAction.ALERT_VIEWED: "alert_id",
+    AuditAction.ALERT_ACKNOWLEDGED: "alert_id",
+    AuditAction.ALERT_RESOLVED: "alert_id",
+    AuditAction.ALERT_NOTED: "alert_id",
+}
+
+
+class AuditRecord(ContractModel):
+    """One audited action: ids, the action, the token's name and the time; nothing else.
+
+    Exactly the id field the action names is set (none for `alerts.listed`).
+    """
+
+    action: AuditAction
+    actor: ActorName
+    at: Timestamp
+    event: EventRef | None = None
+    child_id: Identifier | None = None
+    alert_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _the_named_id(self) -> Self:
+        wanted = _REQUIRED[self.action]
+        present = [
+            name
+            for name, value in (
+                ("event", self.event),
+                ("child_id", self.child_id),
+                ("alert_id", self.alert_id),
+            )
+            if value is not None
+        ]
+        if present != ([] if wanted is None else [wanted]):
+            raise PydanticCustomError(
+                "audit_target",
+                "exactly the id field the action names must be set",
+            )
+        return self
+
+    @property
+    def target(self) -> str:
+        """The id of the thing acted on (empty for a list): the Kafka key of the record."""
+        if self.event is not None:
+            return f"{self.event.source}|{self.event.id}"
+        return self.child_id or self.alert_id or ""
+
+
+class AuditEvent(CloudEvent):
+    """CloudEvent of type `audit.recorded` on `safeguarding.audit.v1`."""
+
+    type: Literal["audit.recorded"]
+    data: AuditRecord
+
+
+class _AuditType(StrEnum):
+    RECORDED = AUDIT_TYPE
+
+
+def audit_event(record: AuditRecord, *, record_id: str, service: str) -> AuditEvent:
+    """Wrap `record`; `id` is the caller's unique record id, `time` the action's time."""
+    at: datetime = record.at
+    return wrap(
+        AuditEvent,
+        record,
+        event_id=record_id,
+        type_=_AuditType.RECORDED,
+        time=at,
+        source=AUDIT_SOURCES[service],
+    )
