@@ -1,0 +1,169 @@
+"""`safeguard policy`: check a policy file as the services would load it, and show its routes.
+
+The checks are the services' own loaders (services/risk/policy.py and
+services/notify/policy.py through services/common/policy_file.py); this module only
+points each error at its line in the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from schemas.alerts import Severity
+from schemas.notifications import Channel
+from services.common.policy_file import PolicyError
+from services.notify.policy import NotifyPolicy, chain_for
+from services.notify.policy import load_policy as load_notify_policy
+from services.risk.policy import RiskPolicy
+from services.risk.policy import load_policy as load_risk_policy
+
+DEFAULT_WEBHOOK = "NOTIFY_WEBHOOK_URL"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a policy file, and where."""
+
+    service: str
+    location: str
+    line: int | None
+    message: str
+
+    def render(self, path: Path) -> str:
+        """Return the problem as `file:line: location: message` (compilers' style)."""
+        where = f"{path}:{self.line}" if self.line else str(path)
+        location = f"{self.location}: " if self.location else ""
+        return f"{where}: {location}{self.message} ({self.service})"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A policy file both services accept."""
+
+    risk: RiskPolicy
+    notify: NotifyPolicy
+
+
+def check_policy(path: Path) -> Checked | list[Problem]:
+    """Load `path` as both services do; return the policies or every problem found."""
+    problems: list[Problem] = []
+    loaded: dict[str, Any] = {}
+    for service, loader in (("risk", load_risk_policy), ("notify", load_notify_policy)):
+        try:
+            loaded[service] = loader(path)
+        except PolicyError as exc:
+            problems.extend(_problems(path, service, exc))
+    if problems:
+        return problems
+    return Checked(risk=loaded["risk"], notify=loaded["notify"])
+
+
+def _problems(path: Path, service: str, error: PolicyError) -> list[Problem]:
+    cause = error.__cause__
+    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
+        mark = cause.problem_mark
+        return [Problem(service, "", mark.line + 1, f"not YAML: {cause.problem}")]
+    if not isinstance(cause, ValidationError):
+        return [Problem(service, "", None, str(error))]
+    root = _compose(path)
+    return [
+        Problem(
+            service,
+            ".".join(str(part) for part in err["loc"]) or "(top level)",
+            _line_of(root, err["loc"]),
+            err["msg"],
+        )
+        for err in cause.errors()
+    ]
+
+
+def _compose(path: Path) -> yaml.Node | None:
+    try:
+        node: yaml.Node | None = yaml.compose(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return node
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Return the 1-based line of the deepest node on `loc` the file has."""
+    if root is None:
+        return None
+    node = root
+    for part in loc:
+        child = _child(node, part)
+        if child is None:
+            continue  # a union member or `[key]` tag pydantic adds to the path
+        node = child
+    return node.start_mark.line + 1
+
+
+def _child(node: yaml.Node, part: int | str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return value  # type: ignore[no-any-return]
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part]  # type: ignore[no-any-return]
+    return None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Who one level of one severity's ladder tells, in one area, and when."""
+
+    area: str | None
+    severity: Severity
+    level: int
+    after: timedelta
+    route: str
+    recipients: tuple[str, ...]
+    repeat: timedelta | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the route as JSON-ready data."""
+        return {
+            "area": self.area,
+            "severity": self.severity.value,
+            "level": self.level,
+            "after_seconds": int(self.after.total_seconds()),
+            "route": self.route,
+            "recipients": list(self.recipients),
+            "repeat_seconds": int(self.repeat.total_seconds()) if self.repeat else None,
+        }
+
+
+def routes(policy: NotifyPolicy) -> list[Route]:
+    """Return every level of every severity, for the default routing and each area."""
+    found = []
+    for area in [None, *sorted(policy.routing.areas)]:
+        for severity in sorted(policy.escalation, reverse=True):
+            chain = chain_for(policy, severity, area, default_url=None)
+            for level in chain.levels:
+                recipients = tuple(
+                    _address(r.name, r.channel, r.url, r.to) for r in level.recipients
+                )
+                found.append(
+                    Route(
+                        area=area,
+                        severity=severity,
+                        level=level.level,
+                        after=level.after,
+                        route=level.route,
+                        recipients=recipients,
+                        repeat=chain.repeat,
+                    )
+                )
+    return found
+
+
+def _address(name: str, channel: Channel, url: str | None, to: tuple[str, ...]) -> str:
+    if channel is Channel.WEBHOOK:
+        return f"{name} (webhook {url or DEFAULT_WEBHOOK})"
+    return f"{name} ({channel.value} {', '.join(to)})"
