@@ -2,14 +2,87 @@
 
 Library loggers (faust, aiokafka, kafka-python, aiohttp) are routed through the same
 renderer so that one process writes one format.
+
+Logged exceptions carry their type and where they were raised, never their message or
+a rendered traceback: messages quote input (pydantic, json, smtplib, a library's
+`repr` of a record), and input is personal data. `exception_location` replaces every
+`exc_info` with `exc_type` and `exc_frames` (`file:line in function`) before anything
+renders it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import PurePath
+from types import TracebackType
+from typing import Any
 
 import structlog
+
+# Frames kept per exception, innermost last: where it was raised and what called it.
+MAX_FRAMES = 12
+# Causes and contexts followed; each is named by type and frame only, like the first.
+MAX_CHAINED = 3
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def _exc_info(value: object) -> ExcInfo | None:
+    if value is True:
+        current = sys.exc_info()
+        return current if current[0] is not None else None
+    if isinstance(value, BaseException):
+        return type(value), value, value.__traceback__
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):  # noqa: PLR2004
+        return value[0], value[1], value[2]
+    return None
+
+
+def _short(filename: str) -> str:
+    # The last three parts name the module (`services/ingest/http.py`,
+    # `aiokafka/producer/producer.py`) without the machine's directories.
+    return "/".join(PurePath(filename).parts[-3:])
+
+
+def _frames(traceback: TracebackType | None) -> list[str]:
+    frames: list[str] = []
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        frames.append(f"{_short(code.co_filename)}:{traceback.tb_lineno} in {code.co_name}")
+        traceback = traceback.tb_next
+    return frames[-MAX_FRAMES:]
+
+
+def _type_name(kind: type[BaseException]) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def exception_location(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Replace `exc_info` with the exception's type and frames; drop its message.
+
+    A structlog processor: runs for structlog's own events and (as a foreign pre-chain
+    processor) for standard-library records, before any renderer sees the exception.
+    """
+    info = _exc_info(event_dict.pop("exc_info", None))
+    if info is None:
+        return event_dict
+    kind, error, traceback = info
+    event_dict["exc_type"] = _type_name(kind)
+    event_dict["exc_frames"] = _frames(traceback)
+    chained: list[dict[str, Any]] = []
+    seen = {id(error)}
+    link = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    while link is not None and id(link) not in seen and len(chained) < MAX_CHAINED:
+        seen.add(id(link))
+        chained.append({"type": _type_name(type(link)), "frames": _frames(link.__traceback__)})
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    if chained:
+        event_dict["exc_chain"] = chained
+    return event_dict
 
 
 def configure_logging(*, json: bool, level: str = "INFO") -> None:
@@ -20,11 +93,13 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        exception_location,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if json
-        # Plain tracebacks: rich's would print local variables, which may hold personal data.
+        # exception_location has already replaced tracebacks; plain (not rich) in case
+        # one ever gets through, since rich's would print local variables.
         else structlog.dev.ConsoleRenderer(
             colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
