@@ -14,10 +14,14 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
+from services.common.audit import AUDIT_TOPIC
+from services.common.auth import Authenticator
 from services.common.kafka import Topics
+from services.ingest.settings import IngestSettings
 from services.notify.app import check_settings
 from services.notify.policy import load_policy as load_notify_policy
 from services.notify.settings import NotifySettings
+from services.risk.settings import RiskSettings
 from tests.ops.helpers import COMMANDS, COMPOSE_FILE, DEPLOY, REPO, load_yaml, setting_exists
 
 SAFEGUARD = ["ingest", "risk", "notify"]
@@ -68,7 +72,7 @@ def test_every_service_is_there(compose: dict[str, Any]) -> None:
 
 def test_topic_creation_covers_the_contract_topics(compose: dict[str, Any]) -> None:
     script = compose["services"]["kafka-topics"]["command"][0]
-    for topic in Topics().model_dump().values():
+    for topic in [*Topics().model_dump().values(), AUDIT_TOPIC]:
         line = next(line for line in script.splitlines() if f"create {topic} " in line)
         assert int(line.split()[2]) >= 1, line
     for name in SAFEGUARD:
@@ -177,18 +181,40 @@ def test_header_says_development_only() -> None:
         assert needed in header, needed
 
 
-def test_notify_has_what_the_policy_needs(compose: dict[str, Any]) -> None:
-    # notify refuses to start without a signing secret for every webhook receiver.
-    env = {
-        **compose["services"]["notify"]["environment"],
-        "NOTIFY_TOKENS_FILE": str(REPO / "config" / "dev-tokens.yaml"),
-        "NOTIFY_POLICY_FILE": str(REPO / "policy" / "default.yaml"),
-    }
+def service_environment(compose: dict[str, Any], name: str) -> dict[str, str]:
+    """Return a service's compose environment, its mounted files mapped to the repository."""
+    prefix = name.upper()
+    env = {k: str(v) for k, v in compose["services"][name]["environment"].items()}
+    env[f"{prefix}_TOKENS_FILE"] = str(REPO / "config" / "dev-tokens.yaml")
+    if f"{prefix}_POLICY_FILE" in env:
+        env[f"{prefix}_POLICY_FILE"] = str(REPO / "policy" / "default.yaml")
+    return env
+
+
+def test_services_accept_their_development_configuration(compose: dict[str, Any]) -> None:
+    # What each service checks before it starts: the development token (refused outside
+    # development mode), risk's alert-id secret, a signing secret for every webhook.
+    for name in SAFEGUARD:
+        assert compose["services"][name]["environment"]["SAFEGUARD_ENV"] == "development"
     with pytest.MonkeyPatch.context() as patch:
-        for variable, value in env.items():
-            patch.setenv(variable, str(value))
-        settings = NotifySettings()
-    check_settings(load_notify_policy(settings.policy_file), settings)
+        patch.delenv("SAFEGUARD_ENV", raising=False)  # the test session sets it
+        for variable, value in service_environment(compose, "ingest").items():
+            patch.setenv(variable, value)
+        IngestSettings().authenticator()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("SAFEGUARD_ENV", raising=False)  # the test session sets it
+        for variable, value in service_environment(compose, "risk").items():
+            patch.setenv(variable, value)
+        risk = RiskSettings()
+        Authenticator.from_file(risk.tokens_file)
+        assert risk.alert_key()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("SAFEGUARD_ENV", raising=False)  # the test session sets it
+        for variable, value in service_environment(compose, "notify").items():
+            patch.setenv(variable, value)
+        notify = NotifySettings()
+        Authenticator.from_file(notify.tokens_file)
+        check_settings(load_notify_policy(notify.policy_file), notify)
 
 
 def test_only_the_inbox_uses_the_development_image(compose: dict[str, Any]) -> None:
