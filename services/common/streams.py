@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ class StreamSettings(BaseModel):
     session_timeout_seconds: float = 10.0
     heartbeat_interval_seconds: float = 1.0
     commit_interval_seconds: float = 1.0
+    publish_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="how long one publish may take before it counts as failed and is retried",
+    )
+    retry_max_delay_seconds: float = Field(
+        default=10.0, gt=0, description="longest pause between retries of a transient failure"
+    )
     producer_max_batch_size: int | None = Field(
         default=None,
         description="set to 1 on Tansu: it reports a wrong end offset after a multi-record "
@@ -40,7 +49,7 @@ def faust_options(
     """Return the keyword arguments for `faust.App`."""
     options: dict[str, Any] = {
         "broker": kafka.faust_broker_url(),
-        "broker_credentials": _credentials(kafka),
+        "broker_credentials": broker_credentials(kafka),
         "store": stream.store,
         "datadir": str(stream.data_dir),
         "topic_partitions": stream.partitions,
@@ -68,12 +77,28 @@ def faust_options(
     return options
 
 
-def _credentials(kafka: KafkaSettings) -> Any:  # noqa: ANN401 - faust credentials are untyped
-    if kafka.sasl_mechanism is None:
+def broker_credentials(kafka: KafkaSettings) -> Any:  # noqa: ANN401 - faust credentials are untyped
+    """Return Faust's credentials for the configured security protocol.
+
+    Faust derives the protocol from the credentials' type and whether they carry an SSL
+    context: SASL credentials without a context would turn SASL_SSL into SASL_PLAINTEXT.
+    """
+    protocol = kafka.security_protocol
+    if protocol == "PLAINTEXT":
         return None
+    context = (
+        ssl.create_default_context(cafile=kafka.ssl_cafile) if protocol.endswith("SSL") else None
+    )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if kafka.sasl_mechanism is None:
+        raise ValueError(f"security_protocol {protocol} needs sasl_mechanism")
     password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
     return faust.SASLCredentials(
-        username=kafka.sasl_username, password=password, mechanism=kafka.sasl_mechanism
+        username=kafka.sasl_username,
+        password=password,
+        mechanism=kafka.sasl_mechanism,
+        ssl_context=context,
     )
 
 

@@ -223,6 +223,25 @@ def _reached(record: AlertRecord) -> dict[str, PendingDelivery]:
     return reached
 
 
+def prune_deliveries(record: AlertRecord) -> None:
+    """Forget finished deliveries that nothing will look at again (in place).
+
+    Kept: every delivery still waiting for its outcome, resolution notices, those of the
+    current step, and per recipient the highest-level one that reached it (a resolution
+    tells it). A repeat's notification id carries its round, so a forgotten id is never
+    dispatched again; an outcome arriving late for one is dropped as a repeat.
+    """
+    keep = {p.notification_id for p in _reached(record).values()}
+    record.deliveries = {
+        ident: pending
+        for ident, pending in record.deliveries.items()
+        if pending.outcome is None
+        or ident in keep
+        or pending.purpose is not NotificationPurpose.ALERT
+        or (pending.level, pending.round) == (record.level, record.round)
+    }
+
+
 def advance(
     record: AlertRecord, now: datetime, limits: Limits, running: Collection[str] = ()
 ) -> Decision:

@@ -5,20 +5,22 @@ Acknowledging and resolving do not touch the table: they publish `alert.acknowle
 once the broker has the event. The agent applies it in order with everything else about
 the alert, on the worker that owns it, and it survives restarts.
 
-Reads come from this worker's copy of the table. With one worker (or standby replicas
-enough that every worker holds every partition) that is every alert; with more workers
-than that, a worker answers only for the partitions it holds, and a 404 from one worker
-is not proof that no worker knows the alert. Faust's `table_route` would forward such
-requests; it is not used yet because it needs each worker's canonical URL configured.
+Reads go through a narrow read model (`AlertReads`): the index of summaries for the
+list, the table for one alert. A worker answers for the partitions it owns; with several
+workers, run one notify replica per partition set behind a Service that is not load
+balanced for reads, or give every worker every partition as a standby
+(`NOTIFY_STREAM__STANDBY_REPLICAS` = workers - 1) — see docs/design.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import faust
 import structlog
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -30,16 +32,14 @@ from schemas.notifications import (
     alert_acknowledged_event,
     alert_closed_event,
 )
-from services.common.auth import Principal, Role
+from services.common.auth import Authenticator, Principal, Role
+from services.common.clock import Clock
 from services.common.faust_web import authorise, error
+from services.notify.index import MAX_PAGE, AlertFilter, AlertIndex, decode_cursor
 from services.notify.ledger import AlertRecord, AlertStatus
-
-if TYPE_CHECKING:
-    from services.notify.app import NotifyService
 
 log = structlog.get_logger(__name__)
 
-PRODUCE_TIMEOUT_SECONDS = 10.0
 MAX_BODY_BYTES = 16 * 1024
 
 
@@ -54,56 +54,69 @@ class ActionRequest(BaseModel):
     ) = None
 
 
-def summary(record: AlertRecord) -> dict[str, Any]:
-    """Return an alert's line in the list."""
-    alert = record.alert
-    return {
-        "alert_id": alert.alert_id,
-        "rule": alert.rule,
-        "severity": alert.severity.value,
-        "status": record.status.value,
-        "level": record.level,
-        "raised_at": alert.raised_at.isoformat(),
-        "due_at": alert.due_at.isoformat() if alert.due_at else None,
-        "summary": alert.summary,
-        "subject_kind": alert.subject_kind.value,
-        "subject_id": alert.subject_id,
-        "area": alert.area,
-    }
+@dataclass(frozen=True)
+class AlertReads:
+    """What the pages may read: the list's index and one record by id."""
+
+    index: AlertIndex
+    get: Callable[[str], AlertRecord | None]
 
 
-def add_alert_pages(service: NotifyService) -> None:  # noqa: C901 - one closure per page
-    """Register the alert pages on the service's Faust app."""
-    app = service.app
+Publish = Callable[[str, bytes], Awaitable[None]]
+DEFAULT_PAGE = 100
+
+
+def _filters(query: Any) -> AlertFilter:  # noqa: ANN401 - aiohttp's MultiDict
+    status = query.get("status")
+    if status is not None and status not in set(AlertStatus):
+        raise ValueError(f"status must be one of {sorted(AlertStatus)}")
+    return AlertFilter(
+        status=AlertStatus(status) if status is not None else None,
+        rule=query.get("rule"),
+        severity=query.get("severity"),
+        area=query.get("area"),
+    )
+
+
+def _limit(query: Any) -> int:  # noqa: ANN401 - aiohttp's MultiDict
+    raw = query.get("limit", str(DEFAULT_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def add_alert_pages(  # noqa: C901 - one closure per page
+    app: faust.App, reads: AlertReads, *, auth: Authenticator, clock: Clock, publish: Publish
+) -> None:
+    """Register the alert pages on a Faust app."""
 
     @app.page("/v1/alerts")
     async def list_alerts(self: View, request: Request) -> Response:
-        _, refusal = authorise(self, request, service.auth, Role.READ)
+        _, refusal = authorise(self, request, auth, Role.READ)
         if refusal is not None:
             return refusal
-        wanted = request.query.get("status")
-        if wanted is not None and wanted not in set(AlertStatus):
-            return error(self, 422, "invalid_query", f"status must be one of {sorted(AlertStatus)}")
-        records = [AlertRecord.model_validate(raw) for raw in service.table.values()]
-        alerts = [
-            summary(r)
-            for r in sorted(records, key=lambda r: r.alert.raised_at, reverse=True)
-            if wanted is None or r.status == wanted
-        ]
-        return self.json({"alerts": alerts})
+        try:
+            matches = _filters(request.query)
+            limit = _limit(request.query)
+            cursor = request.query.get("cursor")
+            after = decode_cursor(cursor) if cursor else None
+        except ValueError as exc:  # InvalidCursor included
+            return error(self, 422, "invalid_query", str(exc))
+        found, next_cursor = reads.index.page(matches, limit, after)
+        return self.json({"alerts": [s.public() for s in found], "next_cursor": next_cursor})
 
     @app.page("/v1/alerts/{alert_id}")
     async def get_alert(self: View, request: Request, alert_id: str) -> Response:
-        _, refusal = authorise(self, request, service.auth, Role.READ)
+        _, refusal = authorise(self, request, auth, Role.READ)
         if refusal is not None:
             return refusal
-        record = service.load(alert_id)
+        record = reads.get(alert_id)
         if record is None:
             return error(self, 404, "not_found", "no such alert")
         return self.json(record.public())
 
     async def act(view: View, request: Request, alert_id: str, role: Role) -> Response:
-        principal, refusal = authorise(view, request, service.auth, role)
+        principal, refusal = authorise(view, request, auth, role)
         if refusal is not None:
             return refusal
         assert principal is not None  # noqa: S101 - authorise returns one or the other
@@ -111,7 +124,7 @@ def add_alert_pages(service: NotifyService) -> None:  # noqa: C901 - one closure
         if problem is not None:
             return problem
         assert body is not None  # noqa: S101
-        record = service.load(alert_id)
+        record = reads.get(alert_id)
         if record is None:
             return error(view, 404, "not_found", "no such alert")
         allowed = (
@@ -126,10 +139,9 @@ def add_alert_pages(service: NotifyService) -> None:  # noqa: C901 - one closure
             return error(
                 view, 409, "conflict", f"the alert is {record.status.value}", current=record.status
             )
-        value, event_id = _event(service, alert_id, role, principal, body)
+        value, event_id = _event(clock, alert_id, role, principal, body)
         try:
-            future = await service.notifications_out.send(key=alert_id.encode(), value=value)
-            await asyncio.wait_for(future, PRODUCE_TIMEOUT_SECONDS)
+            await publish(alert_id, value)
         except Exception:
             log.exception("action_not_published", alert_id=alert_id, role=role.value)
             return view.json(
@@ -173,9 +185,9 @@ async def _read_body(view: View, request: Request) -> tuple[ActionRequest | None
 
 
 def _event(
-    service: NotifyService, alert_id: str, role: Role, principal: Principal, body: ActionRequest
+    clock: Clock, alert_id: str, role: Role, principal: Principal, body: ActionRequest
 ) -> tuple[bytes, str]:
-    now = service.clock.now()
+    now = clock.now()
     request_id = uuid.uuid4().hex[:16]
     by = body.by or principal.name
     if role is Role.ACKNOWLEDGE:

@@ -55,8 +55,12 @@ class TimelineEntry(BaseModel):
     """Something that happened to an alert."""
 
     at: AwareDatetime
-    kind: Literal["raised", "notification", "escalated", "acknowledged", "resolved"]
+    kind: Literal["raised", "notification", "escalated", "acknowledged", "resolved", "compacted"]
     delivery: Delivery | None = None
+    count: int | None = Field(
+        default=None, description="`compacted`: how many entries it stands for, up to `until`"
+    )
+    until: AwareDatetime | None = None
     level: int | None = None
     reason: EscalationReason | None = None
     scheduled_at: AwareDatetime | None = None
@@ -108,5 +112,24 @@ class AlertRecord(BaseModel):
 
 
 def add_entry(record: AlertRecord, at: datetime, kind: str, **fields: object) -> None:
-    """Append a timeline entry (a helper so callers stay short)."""
+    """Append a timeline entry, compacting the timeline when it grows long."""
     record.timeline.append(TimelineEntry.model_validate({"at": at, "kind": kind, **fields}))
+    if len(record.timeline) > TIMELINE_MAX:
+        _compact(record.timeline)
+
+
+# An alert nobody acknowledges repeats for as long as it stays open: each repeat adds
+# entries, so the timeline keeps the first entries (the raise, the first steps) and the
+# latest ones, and folds those between into one `compacted` entry that sums them.
+TIMELINE_FIRST = 10
+TIMELINE_LAST = 40
+TIMELINE_MAX = TIMELINE_FIRST + 1 + TIMELINE_LAST + 20
+
+
+def _compact(timeline: list[TimelineEntry]) -> None:
+    head = timeline[:TIMELINE_FIRST]
+    middle = timeline[TIMELINE_FIRST:-TIMELINE_LAST]
+    tail = timeline[-TIMELINE_LAST:]
+    count = sum((e.count or 0) if e.kind == "compacted" else 1 for e in middle)
+    folded = TimelineEntry(at=middle[0].at, kind="compacted", count=count, until=middle[-1].at)
+    timeline[:] = [*head, folded, *tail]

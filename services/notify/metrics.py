@@ -73,9 +73,3 @@ class NotifyMetrics:
             "Messages dropped because they were already processed.",
             registry=registry,
         )
-        self.deadlettered = Counter(
-            "safeguard_notify_deadlettered_total",
-            "Messages sent to the dead-letter topic, by reason.",
-            ["reason"],
-            registry=registry,
-        )

@@ -99,6 +99,11 @@ class NotifyPolicy(BaseModel):
     escalation: dict[Severity, SeverityPolicy]
     routing: Routing
     receivers: dict[ReceiverName, Receiver]
+    resolved_retention: Duration = Field(
+        default=timedelta(days=30),
+        description="how long a resolved alert stays in the table (and the alert API); its "
+        "history stays on the notifications topic",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

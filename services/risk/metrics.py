@@ -20,10 +20,10 @@ class RiskMetrics:
             "Events dropped because their (source, id) was already processed.",
             registry=registry,
         )
-        self.deadlettered = Counter(
-            "safeguard_risk_deadlettered_total",
-            "Messages sent to the dead-letter topic, by reason.",
-            ["reason"],
+        self.capped = Counter(
+            "safeguard_risk_state_capped_total",
+            "Entries dropped from a subject's history because a collection was over its cap.",
+            ["collection"],
             registry=registry,
         )
         self.open_obligations = Gauge(
@@ -49,10 +49,4 @@ class RiskMetrics:
             "Alert time minus due_at, for deadlines that passed while being watched.",
             registry=registry,
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-        )
-        self.processing = Histogram(
-            "safeguard_risk_processing_seconds",
-            "Time to process one message from the subjects topic.",
-            registry=registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
         )

@@ -1,0 +1,417 @@
+"""One keyed-state processor for risk and notify: state per key, deadlines, one error policy.
+
+A service supplies a `Logic`: how to decode its table values and its input messages, and
+pure decisions (`apply` for an input, `check` for a key whose deadline came) that return
+a `Change`: the records to publish, the new state (or None to delete it) and when to look
+at the key next. The processor does the rest, the same way for both services:
+
+- **One writer per key.** One agent reads the service's input topics and its own checks
+  topic (co-partitioned); it is the only writer of the table, so each decision is taken
+  once, on the partition's active owner.
+- **Deadlines are data.** The table is the truth; the schedule is an in-memory index of
+  `(due, partition, key)` rebuilt from the active partitions whenever they are assigned.
+  The timer only sends "check these keys" messages to the owning partition.
+- **Publish, then write.** A change's records reach the broker before its state is
+  written: a crash between the two makes the input run again and re-publish under the
+  same deterministic ids (dropped downstream), whereas state written first could lose
+  what should have been published.
+- **Error policy.** Input that can never succeed (it does not decode, or the pure logic
+  raises on it) goes to the dead-letter topic with the reason, counted. Everything else
+  is transient (a publish that fails or times out, the broker gone, a dead-letter send
+  that fails): the message is retried with bounded backoff while the partition is held,
+  so its offset is never committed past it and nothing is lost or dead-lettered for a
+  fault that passes. The service reports not ready while it is retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar
+
+import faust
+import structlog
+from faust.types import Message, TopicT
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.deadletter import DeadLetterReason
+from schemas.errors import FieldError, InvalidEvent, MalformedJSON
+from services.common.clock import Clock
+from services.common.deadletter import DeadLetters
+from services.common.schedule import DeadlineSchedule, send_due_checks
+
+log = structlog.get_logger(__name__)
+
+
+class Stateful(Protocol):
+    """What the processor needs of a state: the partition that owns it."""
+
+    partition: int | None
+
+
+S = TypeVar("S", bound=Stateful)
+T = TypeVar("T")
+
+CHECK_RETRY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record to publish before the state is written."""
+
+    topic: TopicT
+    key: bytes
+    value: bytes
+
+
+@dataclass
+class Change(Generic[S]):
+    """What a decision does to one key: publish, then write `state` (None deletes it)."""
+
+    key: str
+    state: S | None
+    records: list[Record] = field(default_factory=list)
+    due: datetime | None = None
+    # Run once the state is written (notify starts its deliveries here).
+    after: Callable[[], None] | None = None
+
+
+class Logic(Protocol[S]):
+    """What a service supplies: codecs and pure decisions."""
+
+    def encode(self, state: S) -> bytes:
+        """Return a state's table value."""
+        ...
+
+    def decode(self, raw: bytes) -> S:
+        """Return the state a table value holds."""
+        ...
+
+    def due(self, state: S) -> datetime | None:
+        """Return when the key must be looked at next, if ever."""
+        ...
+
+    def apply(self, message: Message, state: Callable[[str], S | None]) -> list[Change[S]]:
+        """Decide what an input message changes (raise InvalidEvent/MalformedJSON if bad)."""
+        ...
+
+    def check(self, key: str, state: S, now: datetime) -> Change[S] | None:
+        """Decide what a key whose deadline may have come changes, if anything."""
+        ...
+
+    def observe(self, key: str, before: S | None, after: S | None) -> None:
+        """Keep the service's indexes and gauges in step with a written change."""
+        ...
+
+    def forget(self) -> None:
+        """Clear the service's indexes before a rebuild."""
+        ...
+
+
+class ProcessorMetrics:
+    """The processor's own metrics, under the service's prefix (`safeguard_<service>_`)."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
+        self.deadlettered = Counter(
+            f"{prefix}_deadlettered_total",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.transient_failures = Counter(
+            f"{prefix}_transient_failures_total",
+            "Attempts that failed for a reason that passes (publish, broker), by stage; "
+            "the message is retried, never dropped.",
+            ["stage"],
+            registry=registry,
+        )
+        self.degraded = Gauge(
+            f"{prefix}_degraded",
+            "1 while a message is being retried after a transient failure.",
+            registry=registry,
+        )
+        self.processing = Histogram(
+            f"{prefix}_processing_seconds",
+            "Time to process one input or check message, retries included.",
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30),
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff for transient failures, and how long a publish may take."""
+
+    first_delay_seconds: float = 0.2
+    max_delay_seconds: float = 10.0
+    publish_timeout_seconds: float = 15.0
+
+    def delay(self, attempt: int) -> float:
+        """Return the pause before retry number `attempt` (0-based)."""
+        return float(min(self.max_delay_seconds, self.first_delay_seconds * 2**attempt))
+
+
+class KeyedStateProcessor(Generic[S]):
+    """The agent, table, schedule, checks and error policy shared by risk and notify."""
+
+    def __init__(  # noqa: PLR0913 - the processor's collaborators
+        self,
+        app: faust.App,
+        *,
+        inputs: list[str],
+        table: str,
+        partitions: int,
+        logic: Logic[S],
+        dead_letters_topic: str,
+        clock: Clock,
+        metrics: ProcessorMetrics,
+        check_interval_seconds: float,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.app = app
+        self.logic = logic
+        self.clock = clock
+        self.metrics = metrics
+        self.retry = retry or RetryPolicy()
+        self.schedule = DeadlineSchedule()
+        self.recovered = False
+        self.degraded = False
+        self.checks_name = f"{app.conf.id}-checks"
+        self.inputs = inputs
+        # One channel over every input and the checks: one stream, so everything about a
+        # key is handled in order by one coroutine. `internal` makes Faust create the
+        # checks topic (the inputs exist already and are left as they are).
+        self.channel = app.topic(
+            *inputs,
+            self.checks_name,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=True,
+            partitions=partitions,
+        )
+        self.checks_out = app.topic(self.checks_name, key_serializer="raw", value_serializer="raw")
+        self.dead_letters = DeadLetters(
+            app.topic(dead_letters_topic, key_serializer="raw", value_serializer="raw"),
+            clock,
+            metrics.deadlettered,
+        )
+        # Bytes keys and values declared as types (not a Schema): recovery decodes by
+        # them, and a compact encoded value costs far less memory than parsed objects.
+        self.table = app.Table(
+            table, default=None, partitions=partitions, key_type=bytes, value_type=bytes
+        )
+        app.agent(self.channel, name="process")(self._run)
+        app.timer(check_interval_seconds, name="send_checks")(self._send_checks)
+        self.table.on_recover(self._rebuild)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    # -- reading (the read model the HTTP pages use) ------------------------------------
+
+    def ready(self) -> bool:
+        """Tell whether partitions are recovered and nothing is being retried."""
+        return self.recovered and not self.degraded
+
+    def get(self, key: str) -> S | None:
+        """Return a key's state from this worker's table, or None."""
+        raw = self.table.get(key.encode())
+        return None if raw is None else self.logic.decode(raw)
+
+    def active_states(self) -> Iterator[tuple[str, S]]:
+        """Yield every state whose partition this worker owns (standby copies skipped)."""
+        active = self._active_partitions()
+        for key, raw in self.table.items():
+            state = self.logic.decode(raw)
+            if state.partition in active:
+                yield key.decode(), state
+
+    def _active_partitions(self) -> set[int]:
+        topic = self.inputs[0]
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    # -- the stream ---------------------------------------------------------------------
+
+    async def _run(self, stream: Any) -> None:  # noqa: ANN401 - faust streams are untyped
+        async for event in stream.events():
+            started = time.perf_counter()
+            await self.process(event.message)
+            self.metrics.processing.observe(time.perf_counter() - started)
+
+    async def process(self, message: Message) -> None:
+        """Apply one input or check message: decide, publish, write."""
+        await self.hold(
+            message,
+            lambda: self._decide(message),
+            lambda changes: self._commit(changes, message.partition),
+        )
+
+    async def hold(
+        self,
+        message: Message,
+        decide: Callable[[], T],
+        commit: Callable[[T], Awaitable[None]],
+    ) -> None:
+        """Run `decide` then `commit` under the error policy, holding `message` until done.
+
+        `decide` is pure: when it raises, the message can never succeed and is
+        dead-lettered. When `commit` raises, the fault is transient: the decision is taken
+        again from the table (nothing was written) and committed after a pause, for as
+        long as it takes.
+        """
+        attempt = 0
+        while True:
+            try:
+                decision = decide()
+            except MalformedJSON as exc:
+                await self._dead_letter(message, DeadLetterReason.INVALID_JSON, exc.errors)
+                return
+            except InvalidEvent as exc:
+                await self._dead_letter(message, DeadLetterReason.INVALID_EVENT, exc.errors)
+                return
+            except Exception as exc:
+                log.exception(
+                    "processing_failed",
+                    error=type(exc).__name__,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                )
+                await self._dead_letter(
+                    message,
+                    DeadLetterReason.PROCESSING_ERROR,
+                    [FieldError(loc="(root)", msg=type(exc).__name__)],
+                )
+                return
+            try:
+                await commit(decision)
+            except Exception as exc:  # noqa: BLE001 - publishing failed: transient, retried
+                await self._backoff("publish", exc, message, attempt)
+                attempt += 1
+                continue
+            self._recovered_from_fault(attempt)
+            return
+
+    def _decide(self, message: Message) -> list[Change[S]]:
+        if message.topic != self.checks_name:
+            return self.logic.apply(message, self.get)
+        now = self.clock.now()
+        changes = []
+        for key in json.loads(message.value or b"{}")["check"]:
+            state = self.get(key)
+            if state is None or state.partition != message.partition:
+                continue  # gone, or not this partition's (a stale entry after a move)
+            try:
+                change = self.logic.check(key, state, now)
+            except Exception as exc:
+                # Keep the deadline watched rather than dead-letter the other keys' checks.
+                log.exception("check_failed", error=type(exc).__name__, partition=message.partition)
+                self.schedule.push(now + CHECK_RETRY, message.partition, key)
+                continue
+            if change is not None:
+                changes.append(change)
+            elif (due := self.logic.due(state)) is not None:
+                self.schedule.push(due, message.partition, key)
+        return changes
+
+    async def _commit(self, changes: list[Change[S]], partition: int) -> None:
+        await self.publish([record for change in changes for record in change.records])
+        for change in changes:
+            key = change.key.encode()
+            raw = self.table.get(key)
+            before = None if raw is None else self.logic.decode(raw)
+            if change.state is None:
+                if raw is not None:
+                    del self.table[key]
+            else:
+                change.state.partition = partition
+                self.table[key] = self.logic.encode(change.state)
+                if change.due is not None:
+                    self.schedule.push(change.due, partition, change.key)
+            self.logic.observe(change.key, before, change.state)
+            if change.after is not None:
+                change.after()
+
+    async def publish(self, records: list[Record]) -> None:
+        """Send records and wait for the broker to have every one, within the timeout."""
+        if not records:
+            return
+        async with asyncio.timeout(self.retry.publish_timeout_seconds):
+            pending = [await r.topic.send(key=r.key, value=r.value) for r in records]
+            for future in pending:
+                await future
+
+    async def _dead_letter(
+        self, message: Message, reason: DeadLetterReason, errors: list[FieldError]
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout(self.retry.publish_timeout_seconds):
+                    await self.dead_letters.send(message, reason, errors)
+            except Exception as exc:  # noqa: BLE001 - a dead-letter send that fails is transient
+                await self._backoff("deadletter", exc, message, attempt)
+                attempt += 1
+                continue
+            self._recovered_from_fault(attempt)
+            return
+
+    async def _backoff(self, stage: str, exc: Exception, message: Message, attempt: int) -> None:
+        self.metrics.transient_failures.labels(stage=stage).inc()
+        self.metrics.degraded.set(1)
+        self.degraded = True
+        delay = self.retry.delay(attempt)
+        log.warning(
+            "transient_failure",
+            stage=stage,
+            error=type(exc).__name__,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            attempt=attempt + 1,
+            retry_in_seconds=delay,
+        )
+        await asyncio.sleep(delay)
+
+    def _recovered_from_fault(self, attempts: int) -> None:
+        if attempts:
+            log.info("transient_failure_over", attempts=attempts)
+        if self.degraded:
+            self.degraded = False
+            self.metrics.degraded.set(0)
+
+    # -- timer, recovery ----------------------------------------------------------------
+
+    async def _send_checks(self) -> None:
+        async def send(partition: int, keys: list[str]) -> object:
+            body = json.dumps({"check": keys}).encode()
+            # Awaiting the broker's answer (not just the buffer) is what lets a lost check
+            # put its keys back on the schedule.
+            async with asyncio.timeout(self.retry.publish_timeout_seconds):
+                future = await self.checks_out.send(value=body, partition=partition)
+                return await future
+
+        await send_due_checks(self.schedule, self.clock.now(), send)
+
+    async def _rebuild(self) -> None:
+        self.schedule.clear()
+        self.logic.forget()
+        for key, state in self.active_states():
+            self.logic.observe(key, None, state)
+            if (due := self.logic.due(state)) is not None:
+                assert state.partition is not None  # noqa: S101 - active states have one
+                self.schedule.push(due, state.partition, key)
+        self.recovered = True
+        log.info("schedule_rebuilt", deadlines=len(self.schedule))
+
+    async def _on_revoked(
+        self,
+        _sender: Any,  # noqa: ANN401 - faust signal arguments are untyped
+        /,
+        *_args: Any,  # noqa: ANN401
+        **_kwargs: Any,  # noqa: ANN401
+    ) -> None:
+        # Not ready until the new assignment is recovered and the schedule rebuilt.
+        self.recovered = False

@@ -1,0 +1,166 @@
+"""The alert list's read model: one small summary per alert this worker owns.
+
+`GET /v1/alerts` filters and pages these summaries instead of parsing every record in the
+table. The processor keeps the index in step with every write and rebuilds it with the
+schedule after a rebalance, so it covers exactly the partitions this worker owns.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.notify.ledger import AlertRecord, AlertStatus
+from services.notify.metrics import NotifyMetrics
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class AlertSummary:
+    """An alert's line in the list."""
+
+    alert_id: str
+    rule: str
+    severity: str
+    status: AlertStatus
+    level: int
+    raised_at: datetime
+    due_at: datetime | None
+    summary: str
+    subject_kind: str
+    subject_id: str
+    area: str | None
+
+    @classmethod
+    def of(cls, record: AlertRecord) -> AlertSummary:
+        """Summarise a record."""
+        alert = record.alert
+        return cls(
+            alert_id=alert.alert_id,
+            rule=alert.rule,
+            severity=alert.severity.value,
+            status=record.status,
+            level=record.level,
+            raised_at=alert.raised_at,
+            due_at=alert.due_at,
+            summary=alert.summary,
+            subject_kind=alert.subject_kind.value,
+            subject_id=alert.subject_id,
+            area=alert.area,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """Return the JSON the API shows."""
+        return {
+            "alert_id": self.alert_id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "status": self.status.value,
+            "level": self.level,
+            "raised_at": self.raised_at.isoformat(),
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "summary": self.summary,
+            "subject_kind": self.subject_kind,
+            "subject_id": self.subject_id,
+            "area": self.area,
+        }
+
+    def order(self) -> tuple[float, str]:
+        """Return the sort key: newest first, then by id, so pages are stable."""
+        return (-self.raised_at.timestamp(), self.alert_id)
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """What `GET /v1/alerts` may filter on; None matches everything."""
+
+    status: AlertStatus | None = None
+    rule: str | None = None
+    severity: str | None = None
+    area: str | None = None
+    visible: Callable[[str | None], bool] = lambda _area: True
+
+    def __call__(self, s: AlertSummary) -> bool:
+        """Tell whether a summary matches."""
+        return (
+            (self.status is None or s.status is self.status)
+            and (self.rule is None or s.rule == self.rule)
+            and (self.severity is None or s.severity == self.severity)
+            and (self.area is None or s.area == self.area)
+            and self.visible(s.area)
+        )
+
+
+class InvalidCursor(ValueError):
+    """A cursor this service did not issue."""
+
+
+def encode_cursor(summary: AlertSummary) -> str:
+    """Return the opaque cursor that continues after `summary`."""
+    raw = json.dumps([summary.raised_at.timestamp(), summary.alert_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Return the sort key a cursor continues after."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        timestamp, alert_id = json.loads(raw)
+        return (-float(timestamp), str(alert_id))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidCursor("the cursor is not one this service issued") from exc
+
+
+class AlertIndex:
+    """Summaries of this worker's alerts, and the open/unacknowledged gauges."""
+
+    def __init__(self, metrics: NotifyMetrics) -> None:
+        self._metrics = metrics
+        self._summaries: dict[str, AlertSummary] = {}
+        self._by_status: Counter[AlertStatus] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._summaries)
+
+    def put(self, alert_id: str, record: AlertRecord | None) -> None:
+        """Note a record as written (None: it left the table)."""
+        old = self._summaries.pop(alert_id, None)
+        if old is not None:
+            self._by_status[old.status] -= 1
+        if record is not None:
+            self._summaries[alert_id] = AlertSummary.of(record)
+            self._by_status[record.status] += 1
+        self._refresh()
+
+    def clear(self) -> None:
+        """Forget everything (before a rebuild)."""
+        self._summaries.clear()
+        self._by_status.clear()
+        self._refresh()
+
+    def page(
+        self, matches: AlertFilter, limit: int, after: tuple[float, str] | None = None
+    ) -> tuple[list[AlertSummary], str | None]:
+        """Return up to `limit` matching summaries after the cursor, and the next cursor."""
+        candidates = (
+            s
+            for s in self._summaries.values()
+            if matches(s) and (after is None or s.order() > after)
+        )
+        found = heapq.nsmallest(limit + 1, candidates, key=AlertSummary.order)
+        if len(found) > limit:
+            return found[:limit], encode_cursor(found[limit - 1])
+        return found, None
+
+    def _refresh(self) -> None:
+        open_ = self._by_status[AlertStatus.OPEN]
+        self._metrics.alerts_open.set(open_ + self._by_status[AlertStatus.ACKNOWLEDGED])
+        self._metrics.alerts_unacknowledged.set(open_)
