@@ -182,3 +182,16 @@ def test_obligations_aged_out_of_the_state_still_count(policy: RiskPolicy) -> No
     result = backtest(lines, short, until=T0 + 241 * H)
     assert result.rules[RULE].on_time == 1
     assert result.rules[RULE].not_yet_due == 1
+
+
+def test_the_arrival_may_stand_anywhere_in_the_line(policy: RiskPolicy) -> None:
+    event = concern(T0)
+    first = json.dumps({ARRIVAL_FIELD: (T0 + 30 * H).isoformat(), **event}, indent=1)
+    # As export writes it: compact, the arrival last (read without a JSON round trip).
+    last = json.dumps({**event, ARRIVAL_FIELD: (T0 + 30 * H).isoformat()}, separators=(",", ":"))
+    assert first.replace("\n", " ") != last
+    for text in (first.replace("\n", " "), last):
+        result = backtest([text], policy)
+        assert result.start == T0 + 30 * H
+        assert result.rejected == {}
+        assert result.rules[RULE].breaches == 1
