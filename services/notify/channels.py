@@ -1,30 +1,48 @@
 """The channels: one delivery attempt each, reported as a value instead of raised.
 
-Webhook: JSON POST signed with HMAC-SHA256 over the exact body bytes, with an
-`Idempotency-Key` so a receiver can drop a repeat. Email: SMTP through the standard
-library in a worker thread (STARTTLS, implicit TLS and login are settings).
+Webhook: JSON POST signed per the Standard Webhooks scheme (standardwebhooks.com):
+`webhook-id` (the notification id, also sent as `Idempotency-Key`, so a receiver can drop
+a repeat), `webhook-timestamp` (Unix seconds) and `webhook-signature`
+(`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`). The timestamp is signed, so
+a receiver that rejects old timestamps cannot be fed a captured delivery again later.
+Redirects are not followed: a 3xx would re-post the body and signature to an address
+nobody configured, so it is a failed attempt, final at once (it would redirect again).
+Only `https://` receivers outside development mode (services.common.environment).
+
+Email: SMTP through the standard library in a worker thread (STARTTLS, implicit TLS and
+login are settings). A login without TLS is refused when the settings are read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import smtplib
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import BaseModel, Field, SecretStr
 
 from schemas.notifications import FailureReason
 from services.common.clock import Clock
+from services.common.environment import is_development, refuse_outside_development
 from services.notify.retry import parse_retry_after
 
-SIGNATURE_HEADER = "X-Safeguard-Signature"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+SIGNATURE_VERSION = "v1"
+# Standard Webhooks secrets may be given as `whsec_<base64 key>`; other text is the key.
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 HTTP_OK_MIN, HTTP_OK_MAX = 200, 299
+HTTP_REDIRECT_MIN, HTTP_REDIRECT_MAX = 300, 399
 HTTP_TOO_MANY = 429
 HTTP_SERVER_ERROR = 500
 SMTP_PERMANENT = 500
@@ -41,16 +59,47 @@ class Attempt:
     retry_after: float | None = None
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """Return the signature header value for `body`: `sha256=<hex HMAC>`."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def signing_key(secret: str) -> bytes:
+    """Return the HMAC key of a configured secret: `whsec_<base64>` decoded, else its bytes."""
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    return secret.encode()
+
+
+def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """Return the `webhook-signature` value: `v1,<base64 HMAC-SHA256>` of `id.timestamp.body`."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+
+
+class InsecureReceiver(ValueError):
+    """A webhook URL that is not `https://` outside development mode."""
+
+
+def require_https(urls: Iterable[str], *, development: bool | None = None) -> None:
+    """Refuse (at start-up) receivers that are not `https://`, unless in development mode."""
+    if is_development() if development is None else development:
+        return
+    plain = sorted({_origin(url) for url in urls if urlsplit(url).scheme.lower() != "https"})
+    if plain:
+        raise refuse_outside_development(
+            f"webhook receivers must be https://, not {', '.join(plain)}"
+        )
+
+
+def _origin(url: str) -> str:
+    # Scheme, host and port only: a path or query could carry a receiver's token.
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
 class WebhookChannel:
     """POSTs signed JSON with one shared client session."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, allow_http: bool | None = None) -> None:
         self._clock = clock
+        self._allow_http = is_development() if allow_http is None else allow_http
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -59,19 +108,36 @@ class WebhookChannel:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         return self._session
 
-    async def attempt(
+    async def attempt(  # noqa: PLR0911 - one return per outcome
         self, url: str, *, secret: bytes, body: bytes, idempotency_key: str, time_limit: float
     ) -> Attempt:
-        """POST once. 2xx delivers; 5xx, 429 and connection errors may be retried."""
+        """POST once. 2xx delivers; 5xx, 429 and connection errors may be retried.
+
+        3xx is not followed and is final, like other 4xx: the receiver's address is wrong.
+        """
+        if not self._allow_http and urlsplit(url).scheme.lower() != "https":
+            # Checked at start-up too; this guards any URL that got past that.
+            return Attempt(
+                ok=False, permanent=True, reason=FailureReason.MISCONFIGURED, detail="not_https"
+            )
+        # Signed afresh per attempt: a retry is a new delivery attempt with its own time,
+        # under the same id, so the receiver's replay window applies to each.
+        timestamp = int(self._clock.now().timestamp())
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": idempotency_key,
-            SIGNATURE_HEADER: sign(secret, body),
+            ID_HEADER: idempotency_key,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, idempotency_key, timestamp, body),
             "User-Agent": "safeguard-notify",
         }
         try:
             async with self._client().post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=time_limit)
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=time_limit),
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 retry_after = parse_retry_after(
@@ -94,6 +160,9 @@ class WebhookChannel:
             return Attempt(
                 ok=False, reason=FailureReason.SERVER_ERROR, detail=detail, retry_after=retry_after
             )
+        if HTTP_REDIRECT_MIN <= status <= HTTP_REDIRECT_MAX:
+            # Not followed (see the module docstring); the detail says why it failed.
+            detail = f"http_{status}_redirect_not_followed"
         return Attempt(ok=False, permanent=True, reason=FailureReason.CLIENT_ERROR, detail=detail)
 
     async def close(self) -> None:
@@ -117,11 +186,29 @@ class SmtpSettings(BaseModel):
     cafile: str | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
 
+    def check(self) -> None:
+        """Refuse a login over a connection without TLS (in every mode).
+
+        A password over a plain connection is readable by anyone on the path. Checked
+        here, not by a validator: pydantic's error would print the input, password
+        included.
+        """
+        if self.username is not None and self.security == "none":
+            raise SmtpConfigError(
+                "SMTP login needs TLS: set NOTIFY_SMTP__SECURITY to starttls or tls, "
+                "or remove NOTIFY_SMTP__USERNAME"
+            )
+
+
+class SmtpConfigError(ValueError):
+    """The SMTP settings are unsafe (a login without TLS)."""
+
 
 class EmailChannel:
     """Hands one message to the SMTP relay per attempt (smtplib, in a thread)."""
 
     def __init__(self, settings: SmtpSettings) -> None:
+        settings.check()
         self.settings = settings
 
     async def attempt(self, message: EmailMessage, *, time_limit: float) -> Attempt:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.audit import AUDIT_TOPIC
 from services.common.kafka import KafkaSettings
 from services.common.streams import StreamSettings
 from services.notify.channels import SmtpSettings
@@ -52,6 +53,7 @@ class NotifySettings(BaseSettings):
         default=0.2, gt=0, description="how often due escalation steps are looked for"
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    audit_topic: str = Field(default=AUDIT_TOPIC, description="topic of the audit trail")
     stream: StreamSettings = Field(default_factory=StreamSettings)
     log_json: bool = True
     log_level: str = "INFO"

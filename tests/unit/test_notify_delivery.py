@@ -29,6 +29,7 @@ from services.notify.metrics import NotifyMetrics
 from services.notify.policy import Recipient, chain_for, load_policy
 from services.notify.retry import Backoff, parse_retry_after
 from tests.fixtures.smtp import SmtpInbox
+from tests.fixtures.webhook import signature_valid
 
 T0 = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
 SECRET = b"k3y"
@@ -144,12 +145,18 @@ def deliver_to_server(
     return server, result, slept
 
 
-def test_webhook_is_signed_with_an_idempotency_key() -> None:
+def test_webhook_is_signed_per_standard_webhooks_with_an_idempotency_key() -> None:
     server, result, slept = deliver_to_server([(204, {})])
     assert (result.outcome, result.attempts, slept) == ("sent", 1, [])
     raw, headers = server.requests[0]
-    assert headers["X-Safeguard-Signature"] == sign(SECRET, raw)
-    assert headers["Idempotency-Key"] == "al-7:1:0:desk"
+    assert headers["Idempotency-Key"] == headers["webhook-id"] == "al-7:1:0:desk"
+    assert headers["webhook-timestamp"] == str(int(T0.timestamp()))
+    assert headers["webhook-signature"] == sign(SECRET, "al-7:1:0:desk", int(T0.timestamp()), raw)
+    # The receiver's own check (tests/fixtures/webhook.py) agrees, at the sending time...
+    assert signature_valid(SECRET, headers, raw, now=T0.timestamp())
+    # ...and refuses the same delivery replayed later, or with another body.
+    assert not signature_valid(SECRET, headers, raw, now=T0.timestamp() + 301)
+    assert not signature_valid(SECRET, headers, raw + b" ", now=T0.timestamp())
     body = json.loads(raw)
     assert (body["level"], body["purpose"], body["alert"]["alert_id"]) == (1, "alert", "al-7")
 
