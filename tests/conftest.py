@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.smtp",
     "tests.fixtures.ingest",
+    "tests.fixtures.netproxy",
 ]

@@ -38,3 +38,22 @@ class IngestMetrics:
             "Requests being handled.",
             registry=registry,
         )
+        self.write_failures = Counter(
+            "safeguard_ingest_write_failures_total",
+            "Writes the broker did not acknowledge (answered 503), by cause: timeout,"
+            " broker_error (an error the broker reported) or unreachable (no producer).",
+            ["error"],
+            registry=registry,
+        )
+        self.producer_replacements = Counter(
+            "safeguard_ingest_producer_replacements_total",
+            "Kafka producers retired and replaced, by reason: timeouts, stale_send,"
+            " broker_error or readiness.",
+            ["reason"],
+            registry=registry,
+        )
+        self.writes_failing = Gauge(
+            "safeguard_ingest_writes_failing",
+            "1 while the last write failed and none has succeeded since, else 0.",
+            registry=registry,
+        )
