@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+# Library loggers held at INFO or above whatever the service's level (see below).
+LIBRARIES_NEVER_DEBUG = ("faust", "mode", "aiohttp", "aiosmtplib", "asyncio", "urllib3")
 # Frames kept per exception, innermost last: where it was raised and what called it.
 MAX_FRAMES = 12
 # Causes and contexts followed; each is named by type and frame only, like the first.
@@ -130,3 +132,8 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
     # themselves through /readyz and metrics.
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Libraries' debug logs print whole records (faust.topics logs every value it sends),
+    # and records hold personal data: a service's DEBUG is its own code's only.
+    for name in LIBRARIES_NEVER_DEBUG:
+        library = logging.getLogger(name)
+        library.setLevel(max(library.getEffectiveLevel(), logging.INFO))
