@@ -9,6 +9,7 @@ bad luck. The topic is checked once per property, after all its examples ran.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from tests.fixtures.ingest import (
     incident,
     ingest_settings,
 )
+from tests.fixtures.tokens import OTHER_SOURCE, SENDER_SOURCE, TokenSet
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,94 @@ def test_bad_binary_mode_is_refused(fuzz_server: IngestServer, kafka_bootstrap: 
 
     check()
     assert not anything_written(kafka_bootstrap, fuzz_server.topic)
+
+
+# --- free text in the places a sender controls, and scoped tokens --------------------------
+# These requests may be valid (an id that happens to fit the pattern), so they go to a
+# server of their own whose topic is allowed to receive records.
+
+TAG = "ZQ"  # prefixed to drawn text so that an echo in a reply is unmistakable
+IDENTIFIER = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
+
+
+@pytest.fixture(scope="module")
+def open_server(kafka_bootstrap: str) -> Iterator[IngestServer]:
+    topic = f"ingest.fuzz-open.{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, [topic, audit_topic_of(topic)])
+    # The development token (for free-text events) beside the scoped cast.
+    tokens = [*TokenSet.matrix().entries(), *(ingest_settings(kafka_bootstrap, topic).tokens or [])]
+    server = IngestServer(ingest_settings(kafka_bootstrap, topic, tokens=tokens)).start()
+    yield server
+    server.stop()
+
+
+FREE_TEXT = st.text(max_size=140)
+
+
+@st.composite
+def free_text_event(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    """A valid event with drawn text in one free-text place; returns it and the text."""
+    event = child_found()
+    text = TAG + draw(FREE_TEXT)
+    place = draw(st.sampled_from(["id", "subject", "unknown", "data_unknown", "dataschema"]))
+    if place in {"id", "subject", "dataschema"}:
+        event[place] = text
+    elif place == "unknown":
+        event[text] = draw(JSON_VALUES)
+    else:
+        event["data"][text] = draw(JSON_VALUES)
+    return event, text
+
+
+def test_free_text_is_never_echoed_and_never_a_5xx(open_server: IngestServer) -> None:
+    @FUZZ
+    @given(drawn=free_text_event(), batch=st.booleans())
+    def check(drawn: tuple[dict[str, Any], str], batch: bool) -> None:
+        event, text = drawn
+        path = "/v1/events/batch" if batch else "/v1/events"
+        payload: object = [event] if batch else event
+        content_type = "application/cloudevents-batch+json" if batch else STRUCTURED[0]
+        reply = open_server.post(path, payload, content_type=content_type)
+        assert reply.status in {202, 422}, (reply.status, reply.body)
+        if reply.status == 202:
+            # Only identifiers get in, never free text.
+            assert IDENTIFIER.match(event["id"])
+            assert IDENTIFIER.match(event.get("subject", "x"))
+        else:
+            assert json.dumps(text)[1:-1].encode() not in reply.body
+            assert text.encode() not in reply.body
+
+    check()
+
+
+def test_scoped_tokens_get_202_or_403_never_a_5xx(open_server: IngestServer) -> None:
+    @FUZZ
+    @given(
+        caller=st.sampled_from(["sender", "typed-sender", "other-sender", "reader", "no-roles"]),
+        kind=st.sampled_from([child_found, incident]),
+        source=st.sampled_from([SENDER_SOURCE, OTHER_SOURCE, "urn:safeguard:source:third"]),
+        batch=st.integers(min_value=0, max_value=3),
+    )
+    def check(caller: str, kind: Any, source: str, batch: int) -> None:
+        events = [kind() | {"source": source} for _ in range(max(batch, 1))]
+        path = "/v1/events/batch" if batch else "/v1/events"
+        payload: object = events if batch else events[0]
+        content_type = "application/cloudevents-batch+json" if batch else STRUCTURED[0]
+        reply = open_server.post(
+            path,
+            payload,
+            content_type=content_type,
+            token=None,
+            headers=TokenSet.matrix().header(caller),
+        )
+        token = TokenSet.matrix().tokens[caller].entry()
+        allowed = (
+            "send" in token.roles
+            and source in token.sources
+            and (token.types is None or events[0]["type"] in token.types)
+        )
+        assert reply.status == (202 if allowed else 403), (caller, reply.status, reply.body)
+        if not allowed:
+            assert reply.json["errors"], reply.body
+
+    check()
