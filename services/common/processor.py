@@ -222,13 +222,14 @@ class KeyedStateProcessor(Generic[S]):
 
     def active_states(self) -> Iterator[tuple[str, S]]:
         """Yield every state whose partition this worker owns (standby copies skipped)."""
-        active = self._active_partitions()
+        active = self.active_partitions()
         for key, raw in self.table.items():
             state = self.logic.decode(raw)
             if state.partition in active:
                 yield key.decode(), state
 
-    def _active_partitions(self) -> set[int]:
+    def active_partitions(self) -> set[int]:
+        """Return the partitions of the inputs this worker is the active owner of."""
         topic = self.inputs[0]
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 

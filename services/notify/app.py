@@ -355,7 +355,11 @@ class NotifyService:
         add_probe_pages(self.app, registry, ready=self.processor.ready)
         add_alert_pages(
             self.app,
-            AlertReads(index=self.index, get=self.processor.get),
+            AlertReads(
+                index=self.index,
+                get=self.processor.get,
+                partitions=self.processor.active_partitions,
+            ),
             auth=auth,
             clock=clock,
             publish=self._publish_action,
@@ -398,12 +402,28 @@ class NotifyService:
         else:
             failed = NotificationFailed(**fields, reason=result.reason, detail=result.detail)
             value = notification_failed_event(failed).to_json()
-        try:
-            future = await self.notifications_out.send(key=alert_id.encode(), value=value)
-            await future
-        except Exception:
-            # The record still shows it pending: after its grace it is handed over again.
-            log.exception("outcome_not_published", notification_id=pending.notification_id)
+        # The outcome is retried until the broker has it: while this task runs the
+        # notification is not an orphan, so it is not sent again. A worker that dies here
+        # leaves it pending, and the partition's next owner hands it over again.
+        attempt = 0
+        while True:
+            try:
+                await self.processor.publish(
+                    [Record(self.notifications_out, alert_id.encode(), value)]
+                )
+            except Exception as exc:  # noqa: BLE001 - the broker is away: transient, retried
+                delay = self.processor.retry.delay(attempt)
+                self.processor.metrics.transient_failures.labels(stage="outcome").inc()
+                log.warning(
+                    "outcome_not_published",
+                    error=type(exc).__name__,
+                    notification_id=pending.notification_id,
+                    retry_in_seconds=delay,
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            return
 
     # -- shutdown -------------------------------------------------------------------
 

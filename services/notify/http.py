@@ -6,10 +6,10 @@ once the broker has the event. The agent applies it in order with everything els
 the alert, on the worker that owns it, and it survives restarts.
 
 Reads go through a narrow read model (`AlertReads`): the index of summaries for the
-list, the table for one alert. A worker answers for the partitions it owns; with several
-workers, run one notify replica per partition set behind a Service that is not load
-balanced for reads, or give every worker every partition as a standby
-(`NOTIFY_STREAM__STANDBY_REPLICAS` = workers - 1) — see docs/design.md.
+list, the table for one alert. A worker lists the alerts of the partitions it owns and
+says which (`partitions` in the answer); with several workers a client asks each one
+(the headless Service lists them) and merges by `raised_at`. Routing a request to the
+owner is not built yet.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class AlertReads:
 
     index: AlertIndex
     get: Callable[[str], AlertRecord | None]
+    partitions: Callable[[], set[int]]
 
 
 Publish = Callable[[str, bytes], Awaitable[None]]
