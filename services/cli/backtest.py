@@ -65,8 +65,11 @@ class Alert:
 class RuleFigures:
     """What one rule did under one policy.
 
+    `breaches` are the alerts of deadline rules; `resolved_late` the breaches a fulfilment
+    then resolved: met late, or met in time but reported after the alert went out.
     `due` counts the obligations judged by the end of the replay: due by then, or met
-    already. `not_yet_due` are still open with time left.
+    already; of these, `on_time`, `late` (fulfilment after the due time) and `overdue`
+    (none yet). `not_yet_due` are still open with time left.
     """
 
     alerts: int = 0

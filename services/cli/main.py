@@ -326,7 +326,7 @@ def backtest_command(
 ) -> None:
     """Replay recorded events through the risk engine under a policy, on a simulated clock.
 
-    Prints per rule and policy: alerts raised, breaches, breaches met late, alerts per
+    Prints per rule and policy: alerts raised, breaches, breaches resolved, alerts per
     week, and timeliness (obligations due, met on time, met late, open and overdue).
     """
     end = _when(until, "--until")
@@ -380,7 +380,7 @@ def _print_backtest(results: dict[str, Result]) -> None:
             "POLICY",
             "ALERTS",
             "BREACHES",
-            "MET LATE",
+            "RESOLVED",
             "ALERTS/WK",
             "DUE",
             "ON TIME",
