@@ -67,7 +67,7 @@ def export_line(value: bytes | None, timestamp_ms: int) -> str | None:
     if not isinstance(document, dict):
         return None
     document[ARRIVAL_FIELD] = from_millis(timestamp_ms).isoformat(timespec="milliseconds")
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(document, separators=(",", ":"))
 
 
 def export(
