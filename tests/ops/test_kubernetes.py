@@ -27,7 +27,18 @@ CRDS = {
 # The oldest and newest Kubernetes versions the manifests are checked against.
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 # Secrets the operators create (kustomization.yaml says how); the manifests only refer.
-EXTERNAL_SECRETS = {"safeguard-tokens", "safeguard-smtp", "safeguard-kafka-credentials"}
+EXTERNAL_SECRETS = {
+    "safeguard-tokens",
+    "safeguard-smtp",
+    "safeguard-webhook-secrets",
+    "safeguard-risk-alert-id",
+    # One Kafka principal per service (deploy/k8s/README.md), and two for operations.
+    "safeguard-kafka-ingest",
+    "safeguard-kafka-risk",
+    "safeguard-kafka-notify",
+    "safeguard-kafka-topic-admin",
+    "safeguard-kafka-exporter",
+}
 WORKLOADS = {"Deployment", "StatefulSet"}
 
 
@@ -221,3 +232,75 @@ def test_production_pins_the_image_and_replicates() -> None:
     )
     assert kafka["data"]["replication-factor"] == "3"
     assert kafka["data"]["security-protocol"] == "SASL_SSL"
+
+
+def test_secrets_are_never_on_a_command_line(rendered: list[dict[str, Any]]) -> None:
+    """A secret-backed variable expanded into a command or its arguments (`$(NAME)`) would
+    be readable by anyone on the node in the process list."""
+    workloads = of_kind(rendered, *WORKLOADS, "Job")
+    assert workloads
+    for workload in workloads:
+        for container in containers(workload):
+            secret_backed = {
+                e["name"]
+                for e in container.get("env", [])
+                if "secretKeyRef" in e.get("valueFrom", {})
+            }
+            words = [*container.get("command", []), *container.get("args", [])]
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            for name in secret_backed:
+                assert not any(f"$({name})" in word for word in words), (where, name)
+            assert not any(
+                "password=" in word.lower() and "$" not in word and "@" not in word
+                for word in words
+            ), where
+
+
+def test_each_service_is_its_own_kafka_principal() -> None:
+    rendered = kustomize(K8S_PRODUCTION)
+    seen: dict[str, str] = {}
+    for workload in of_kind(rendered, *WORKLOADS):
+        for container in containers(workload):
+            command = (container.get("command") or [""])[0]
+            if command not in COMMANDS:
+                continue
+            refs = {
+                e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+                for e in container["env"]
+                if "secretKeyRef" in e.get("valueFrom", {})
+            }
+            prefix = COMMANDS[command]
+            seen[command] = refs[f"{prefix}KAFKA__SASL_PASSWORD"]
+            assert refs[f"{prefix}KAFKA__SASL_USERNAME"] == seen[command]
+    assert len(set(seen.values())) == len(COMMANDS) == len(seen), seen
+
+
+def test_production_egress_goes_to_named_addresses_only() -> None:
+    rendered = kustomize(K8S_PRODUCTION)
+    policies = [
+        p for p in of_kind(rendered, "NetworkPolicy") if "Egress" in p["spec"]["policyTypes"]
+    ]
+    assert policies
+    for policy in policies:
+        for rule in policy["spec"].get("egress", []):
+            name = policy["metadata"]["name"]
+            # A rule without `to` allows every address on its ports.
+            assert rule.get("to"), f"{name}: an egress rule open to every address"
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    assert not peer["ipBlock"]["cidr"].endswith("/0"), name
+            assert rule.get("ports"), f"{name}: an egress rule open on every port"
+
+
+def test_production_keeps_the_audit_trail_two_years_by_default() -> None:
+    rendered = kustomize(K8S_PRODUCTION)
+    topics = next(
+        d
+        for d in of_kind(rendered, "ConfigMap")
+        if d["metadata"]["name"].startswith("safeguard-topics")
+    )
+    assert int(topics["data"]["audit-retention-ms"]) == 2 * 365 * 24 * 3600 * 1000
+    job = next(d for d in of_kind(rendered, "Job") if "audit-retention" in d["metadata"]["name"])
+    env = {e["name"]: e for e in containers(job)[0]["env"]}
+    assert env["TOPIC"]["value"] == "safeguarding.audit.v1"
+    assert env["RETENTION_MS"]["valueFrom"]["configMapKeyRef"]["name"] == topics["metadata"]["name"]
