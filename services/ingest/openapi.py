@@ -67,7 +67,10 @@ def _refusals() -> dict[str, Any]:
     return {
         "400": _error("the body is not JSON"),
         "401": _error("no token, or a token nobody configured", _WWW_AUTHENTICATE),
-        "403": _error("the token may not send for a source in the request"),
+        "403": _error(
+            "the token lacks the send role, or may not send for an event's source or its type "
+            "(each named in `errors`)"
+        ),
         "413": _error("the body is over the size limit (1 MiB by default)"),
         "415": _error("a media type the endpoint does not take, or a charset other than UTF-8"),
         "422": _error("not valid against the contract; `errors` lists every problem"),
