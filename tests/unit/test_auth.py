@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from services.common.auth import Authenticator, Role, TokenConfigError, TokenEntry, hash_token
+from services.common.auth import (
+    Authenticator,
+    Principal,
+    Role,
+    TokenConfigError,
+    TokenEntry,
+    hash_token,
+)
+from services.common.environment import is_development
 
 ENTRIES = [
     TokenEntry(
@@ -68,3 +76,92 @@ def test_token_files_hold_hashes_and_bad_files_are_named(tmp_path: Path) -> None
         Authenticator.from_file(bad)
     with pytest.raises(TokenConfigError, match="no tokens"):
         Authenticator([])
+
+
+# --- scopes: event types and areas ---------------------------------------------------------
+
+
+def scoped(**scopes: object) -> Authenticator:
+    entry = TokenEntry.model_validate(
+        {
+            "name": "scoped",
+            "sha256": hash_token("s"),
+            "sources": ["urn:a"],
+            "roles": ["send", "read", "acknowledge"],
+            **scopes,
+        }
+    )
+    return Authenticator([entry], development=False)
+
+
+def caller(**scopes: object) -> Principal:
+    principal = scoped(**scopes).authenticate("Bearer s")
+    assert principal is not None
+    return principal
+
+
+def test_types_limit_what_a_token_may_send_and_absent_means_all() -> None:
+    limited = caller(types=["child.found"])
+    assert limited.may_send_type("child.found")
+    assert not limited.may_send_type("referral.shared")
+    assert caller().may_send_type("referral.shared")
+    reader = Principal(name="r", sources=(), roles=frozenset({Role.READ}))
+    assert not reader.may_send_type("child.found")  # no send role at all
+
+
+def test_areas_limit_what_a_token_sees_and_alerts_without_area_are_everyones() -> None:
+    north = caller(areas=["north"])
+    assert north.may_see_area("north")
+    assert not north.may_see_area("south")
+    assert north.may_see_area(None)
+    everywhere = caller()
+    assert everywhere.may_see_area("south")
+    assert north.may(Role.ACKNOWLEDGE, "north")
+    assert not north.may(Role.ACKNOWLEDGE, "south")
+    assert not north.may(Role.RESOLVE, "north")  # the role is still needed
+
+
+def test_unknown_types_and_bad_areas_are_refused_when_the_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text(
+        f"tokens:\n  - name: t\n    sha256: {hash_token('t')}\n    types: [child.lost]\n"
+    )
+    with pytest.raises(TokenConfigError, match="types"):
+        Authenticator.from_file(path)
+    path.write_text(
+        f"tokens:\n  - name: t\n    sha256: {hash_token('t')}\n    areas: ['north east']\n"
+    )
+    with pytest.raises(TokenConfigError, match="areas"):
+        Authenticator.from_file(path)
+
+
+# --- development mode ----------------------------------------------------------------------
+
+DEV_FILE = Path(__file__).resolve().parents[2] / "config" / "dev-tokens.yaml"
+
+
+def test_outside_development_the_dev_token_and_star_sources_are_refused_by_name() -> None:
+    with pytest.raises(TokenConfigError) as caught:
+        Authenticator.from_file(DEV_FILE, development=False)
+    message = str(caught.value)
+    assert "dev-tokens.yaml" in message
+    assert "'development' is the published development token" in message
+    assert "may send for any source ('*')" in message
+    assert "SAFEGUARD_ENV=development" in message
+    star = TokenEntry(name="any", sha256=hash_token("x"), sources=("*",))
+    with pytest.raises(TokenConfigError, match="'any' may send for any source"):
+        Authenticator([star], development=False)
+    Authenticator([star], development=True)
+    Authenticator.from_file(DEV_FILE, development=True)
+
+
+def test_development_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SAFEGUARD_ENV", raising=False)
+    assert not is_development()
+    with pytest.raises(TokenConfigError):
+        Authenticator.from_file(DEV_FILE)
+    monkeypatch.setenv("SAFEGUARD_ENV", "production")
+    assert not is_development()
+    monkeypatch.setenv("SAFEGUARD_ENV", "Development")
+    assert is_development()
+    Authenticator.from_file(DEV_FILE)
