@@ -56,3 +56,19 @@ def authorise(
 def error(view: View, status: int, code: str, message: str, **extra: Any) -> Response:  # noqa: ANN401
     """Return a JSON error body in the same shape as the ingest service's."""
     return view.json({"error": code, "message": message, **extra}, status=status)
+
+
+def unavailable(view: View, what: str) -> Response:
+    """Return the 503 for an action that could not be recorded or published."""
+    return view.json(
+        {"error": "unavailable", "message": f"the broker did not take {what}; retry later"},
+        status=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def out_of_scope(view: View, area: str | None) -> Response:
+    """Return the 403 for a token whose areas do not include the thing's area."""
+    return view.json(
+        {"error": "forbidden", "message": f"token may not act on area {area!r}"}, status=403
+    )

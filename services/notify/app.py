@@ -32,6 +32,7 @@ from faust.types import Message
 from prometheus_client import CollectorRegistry
 
 from schemas.alerts import AlertRaised, AlertRaisedEvent, parse_alert
+from schemas.audit import AuditAction
 from schemas.notifications import (
     AlertAcknowledgedEvent,
     AlertClosedEvent,
@@ -45,7 +46,8 @@ from schemas.notifications import (
     notification_sent_event,
     parse_notification,
 )
-from services.common.auth import Authenticator
+from services.common.audit import publish_audit
+from services.common.auth import Authenticator, Principal
 from services.common.clock import Clock
 from services.common.faust_web import add_probe_pages
 from services.common.processor import (
@@ -336,6 +338,7 @@ class NotifyService:
         self.app = faust.App(settings.app_id, **options)
         self.topics = settings.kafka.topics
         self.notifications_out = raw_topic(self.app, self.topics.notifications)
+        self.audit_topic = raw_topic(self.app, settings.audit_topic)
         self.processor: KeyedStateProcessor[AlertRecord] = KeyedStateProcessor(
             self.app,
             inputs=[self.topics.alerts, self.topics.notifications],
@@ -363,6 +366,12 @@ class NotifyService:
             auth=auth,
             clock=clock,
             publish=self._publish_action,
+            audit=self._audit,
+        )
+
+    async def _audit(self, action: AuditAction, principal: Principal, alert_id: str | None) -> None:
+        await publish_audit(
+            self.audit_topic, "notify", action, principal, self.clock.now(), alert_id=alert_id
         )
 
     async def _publish_action(self, alert_id: str, value: bytes) -> None:

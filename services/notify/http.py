@@ -25,6 +25,7 @@ import structlog
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from schemas.audit import AuditAction
 from schemas.errors import format_validation_error
 from schemas.notifications import (
     AlertAcknowledged,
@@ -32,9 +33,10 @@ from schemas.notifications import (
     alert_acknowledged_event,
     alert_closed_event,
 )
+from services.common.audit import AuditUnavailable, is_identifier
 from services.common.auth import Authenticator, Principal, Role
 from services.common.clock import Clock
-from services.common.faust_web import authorise, error
+from services.common.faust_web import authorise, error, out_of_scope, unavailable
 from services.notify.index import MAX_PAGE, AlertFilter, AlertIndex, decode_cursor
 from services.notify.ledger import AlertRecord, AlertStatus
 
@@ -64,10 +66,12 @@ class AlertReads:
 
 
 Publish = Callable[[str, bytes], Awaitable[None]]
+# Records an audited action (raises AuditUnavailable when the broker does not take it).
+Audit = Callable[[AuditAction, Principal, str | None], Awaitable[None]]
 DEFAULT_PAGE = 100
 
 
-def _filters(query: Any) -> AlertFilter:  # noqa: ANN401 - aiohttp's MultiDict
+def _filters(query: Any, principal: Principal) -> AlertFilter:  # noqa: ANN401 - a MultiDict
     status = query.get("status")
     if status is not None and status not in set(AlertStatus):
         raise ValueError(f"status must be one of {sorted(AlertStatus)}")
@@ -76,6 +80,7 @@ def _filters(query: Any) -> AlertFilter:  # noqa: ANN401 - aiohttp's MultiDict
         rule=query.get("rule"),
         severity=query.get("severity"),
         area=query.get("area"),
+        visible=principal.may_see_area,
     )
 
 
@@ -86,37 +91,74 @@ def _limit(query: Any) -> int:  # noqa: ANN401 - aiohttp's MultiDict
     return int(raw)
 
 
-def add_alert_pages(  # noqa: C901 - one closure per page
-    app: faust.App, reads: AlertReads, *, auth: Authenticator, clock: Clock, publish: Publish
+def add_alert_pages(  # noqa: C901, PLR0913, PLR0915 - one closure per page
+    app: faust.App,
+    reads: AlertReads,
+    *,
+    auth: Authenticator,
+    clock: Clock,
+    publish: Publish,
+    audit: Audit,
 ) -> None:
     """Register the alert pages on a Faust app."""
 
     @app.page("/v1/alerts")
     async def list_alerts(self: View, request: Request) -> Response:
-        _, refusal = authorise(self, request, auth, Role.READ)
+        principal, refusal = authorise(self, request, auth, Role.READ)
         if refusal is not None:
             return refusal
+        assert principal is not None  # noqa: S101 - authorise returns one or the other
         try:
-            matches = _filters(request.query)
+            matches = _filters(request.query, principal)
             limit = _limit(request.query)
             cursor = request.query.get("cursor")
             after = decode_cursor(cursor) if cursor else None
         except ValueError as exc:  # InvalidCursor included
             return error(self, 422, "invalid_query", str(exc))
+        try:
+            await audit(AuditAction.ALERTS_LISTED, principal, None)
+        except AuditUnavailable:
+            return unavailable(self, "the audit record of this read")
         found, next_cursor = reads.index.page(matches, limit, after)
-        return self.json({"alerts": [s.public() for s in found], "next_cursor": next_cursor})
+        return self.json(
+            {
+                "alerts": [s.public() for s in found],
+                "next_cursor": next_cursor,
+                # What this answer covers: with several workers, each answers for its own.
+                "partitions": sorted(reads.partitions()),
+            }
+        )
+
+    def find(
+        view: View, principal: Principal, alert_id: str
+    ) -> tuple[AlertRecord | None, Response | None]:
+        """Return the alert if it exists and the caller's areas include it."""
+        record = reads.get(alert_id) if is_identifier(alert_id) else None
+        if record is None:
+            return None, error(view, 404, "not_found", "no such alert")
+        if not principal.may_see_area(record.alert.area):
+            return None, out_of_scope(view, record.alert.area)
+        return record, None
 
     @app.page("/v1/alerts/{alert_id}")
     async def get_alert(self: View, request: Request, alert_id: str) -> Response:
-        _, refusal = authorise(self, request, auth, Role.READ)
+        principal, refusal = authorise(self, request, auth, Role.READ)
         if refusal is not None:
             return refusal
-        record = reads.get(alert_id)
-        if record is None:
-            return error(self, 404, "not_found", "no such alert")
+        assert principal is not None  # noqa: S101 - authorise returns one or the other
+        record, refusal = find(self, principal, alert_id)
+        if refusal is not None:
+            return refusal
+        try:
+            await audit(AuditAction.ALERT_VIEWED, principal, alert_id)
+        except AuditUnavailable:
+            return unavailable(self, "the audit record of this read")
+        assert record is not None  # noqa: S101 - find returns one or the other
         return self.json(record.public())
 
-    async def act(view: View, request: Request, alert_id: str, role: Role) -> Response:
+    async def act(  # noqa: PLR0911 - one refusal per check
+        view: View, request: Request, alert_id: str, role: Role
+    ) -> Response:
         principal, refusal = authorise(view, request, auth, role)
         if refusal is not None:
             return refusal
@@ -125,9 +167,10 @@ def add_alert_pages(  # noqa: C901 - one closure per page
         if problem is not None:
             return problem
         assert body is not None  # noqa: S101
-        record = reads.get(alert_id)
-        if record is None:
-            return error(view, 404, "not_found", "no such alert")
+        record, refusal = find(view, principal, alert_id)
+        if refusal is not None:
+            return refusal
+        assert record is not None  # noqa: S101 - find returns one or the other
         allowed = (
             {AlertStatus.OPEN}
             if role is Role.ACKNOWLEDGE
@@ -141,15 +184,23 @@ def add_alert_pages(  # noqa: C901 - one closure per page
                 view, 409, "conflict", f"the alert is {record.status.value}", current=record.status
             )
         value, event_id = _event(clock, alert_id, role, principal, body)
+        action = (
+            AuditAction.ALERT_ACKNOWLEDGED
+            if role is Role.ACKNOWLEDGE
+            else AuditAction.ALERT_RESOLVED
+        )
+        try:
+            # Recorded before it is done: an alteration without its record must not happen.
+            await audit(action, principal, alert_id)
+            if body.note is not None:
+                await audit(AuditAction.ALERT_NOTED, principal, alert_id)
+        except AuditUnavailable:
+            return unavailable(view, "the audit record of this action")
         try:
             await publish(alert_id, value)
         except Exception:
             log.exception("action_not_published", alert_id=alert_id, role=role.value)
-            return view.json(
-                {"error": "unavailable", "message": "the broker did not take the event"},
-                status=503,
-                headers={"Retry-After": "5"},
-            )
+            return unavailable(view, "the event")
         log.info(
             "alert_action_accepted", alert_id=alert_id, role=role.value, principal=principal.name
         )

@@ -21,8 +21,10 @@ from faust.types import Message
 from prometheus_client import CollectorRegistry
 
 from schemas.alerts import AlertRaised, alert_raised_event, alert_resolved_event
+from schemas.audit import AuditAction
 from schemas.events import parse_event_json
-from services.common.auth import Authenticator
+from services.common.audit import publish_audit
+from services.common.auth import Authenticator, Principal
 from services.common.clock import Clock
 from services.common.faust_web import add_probe_pages
 from services.common.processor import (
@@ -210,12 +212,25 @@ class RiskService:
         )
         self.app.agent(self.events_topic, name="route")(self._route)
         add_probe_pages(self.app, registry, ready=self.processor.ready)
+        audit_topic = raw_topic(self.app, settings.audit_topic)
+
+        async def audit(principal: Principal, child_id: str) -> None:
+            await publish_audit(
+                audit_topic,
+                "risk",
+                AuditAction.CHILD_VIEWED,
+                principal,
+                clock.now(),
+                child_id=child_id,
+            )
+
         add_child_page(
             self.app,
             read=lambda child_id: self.processor.get(subject_key("child", child_id)),
             auth=auth,
             clock=clock,
             policy=policy,
+            audit=audit,
         )
 
     async def _route(self, stream: Any) -> None:  # noqa: ANN401 - faust streams are untyped
