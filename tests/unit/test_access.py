@@ -6,7 +6,8 @@ import pytest
 
 from schemas.audit import AuditAction
 from services.common.access import audit_action, require, visible
-from services.common.auth import Principal, Role
+from services.common.auth import Authenticator, Principal, Role
+from tests.fixtures.tokens import CALLERS, TokenSet
 
 ACTING = frozenset({Role.READ, Role.ACKNOWLEDGE, Role.RESOLVE})
 NORTH = Principal(name="duty-north", sources=(), roles=ACTING, areas=frozenset({"north"}))
@@ -53,3 +54,17 @@ def test_each_acting_role_has_its_audit_action() -> None:
     assert audit_action(Role.READ) is AuditAction.ALERT_VIEWED
     assert audit_action(Role.ACKNOWLEDGE) is AuditAction.ALERT_ACKNOWLEDGED
     assert audit_action(Role.RESOLVE) is AuditAction.ALERT_RESOLVED
+
+
+@pytest.mark.parametrize("role", [Role.READ, Role.ACKNOWLEDGE, Role.RESOLVE])
+@pytest.mark.parametrize("area", ["north", "south", None])
+def test_the_matrix_helper_agrees_with_the_pages_checks(role: Role, area: str | None) -> None:
+    # tests/fixtures/tokens.py predicts statuses for the page matrix tests; it must say
+    # what `require` decides, caller by caller.
+    tokens = TokenSet.matrix()
+    auth = Authenticator(tokens.entries(), development=False)
+    for caller in CALLERS:
+        header = tokens.header(caller).get("Authorization")
+        refusal = require(auth.authenticate(header), role, area)
+        status = 200 if refusal is None else refusal.status
+        assert status == tokens.expected(caller, role, area=area), caller
