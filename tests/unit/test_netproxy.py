@@ -18,8 +18,12 @@ SILENCE = 0.5
 
 class _Echo(socketserver.BaseRequestHandler):
     def handle(self) -> None:
-        while data := self.request.recv(4096):
-            self.request.sendall(data)
+        try:
+            while data := self.request.recv(4096):
+                self.request.sendall(data)
+        except ConnectionResetError:
+            # The proxy resets its upstream connections too; that ends the echo, quietly.
+            return
 
 
 class _Server(socketserver.ThreadingTCPServer):
