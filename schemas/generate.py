@@ -21,6 +21,7 @@ from schemas.deadletter import DeadLetter
 from schemas.envelope import AlertType, Envelope
 from schemas.events import ENVELOPE_TYPES
 from schemas.notifications import NOTIFICATION_TYPES
+from schemas.outcomes import OutcomeEvent
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "drift", "main", "render", "write"]
 
@@ -39,6 +40,7 @@ def _models() -> dict[str, type[BaseModel]]:
         **NOTIFICATION_TYPES,
         "deadletter": DeadLetter,
         "audit": AuditEvent,
+        "outcome": OutcomeEvent,
     }
 
 

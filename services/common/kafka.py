@@ -14,6 +14,7 @@ class Topics(BaseModel):
     alerts: str = "safeguarding.alerts.v1"
     notifications: str = "safeguarding.notifications.v1"
     deadletter: str = "safeguarding.deadletter.v1"
+    outcomes: str = "safeguarding.outcomes.v1"
 
 
 class KafkaSettings(BaseModel):

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from schemas.alerts import AlertRaised, alert_raised_event, alert_resolved_event
 from schemas.audit import AuditAction
 from schemas.events import parse_event_json
+from schemas.outcomes import ObligationOutcome, OutcomeKind, outcome_event
 from services.common.audit import publish_audit
 from services.common.auth import Authenticator, Principal
 from services.common.clock import Clock
@@ -35,7 +36,7 @@ from services.common.processor import (
     RetryPolicy,
 )
 from services.common.streams import faust_options, raw_topic
-from services.risk import rules
+from services.risk import outcomes, rules
 from services.risk.caps import MAX_RECORD_BYTES, Capped, cap, fit
 from services.risk.engine import Outcome, check, evaluate
 from services.risk.http import add_child_page
@@ -51,12 +52,18 @@ class RiskLogic:
     """The risk service's part of the processor: the engine, and the alerts it publishes."""
 
     def __init__(
-        self, policy: RiskPolicy, clock: Clock, metrics: RiskMetrics, alerts: faust.TopicT
+        self,
+        policy: RiskPolicy,
+        clock: Clock,
+        metrics: RiskMetrics,
+        alerts: faust.TopicT,
+        outcomes: faust.TopicT,
     ) -> None:
         self.policy = policy
         self.clock = clock
         self.metrics = metrics
         self.alerts = alerts
+        self.outcomes = outcomes
         self.pending: Counter[str] = Counter()
 
     def encode(self, state: SubjectState) -> bytes:
@@ -87,12 +94,13 @@ class RiskLogic:
         if subject is None:
             kind, _, subject_id = key.partition(":")
             subject = SubjectState.model_validate({"kind": kind, "id": subject_id})
+        before = outcomes.snapshot(subject)
         outcome = evaluate(subject, parsed, now, self.policy)
         if outcome.duplicate:
             self.metrics.duplicates.inc()
             log.info("duplicate_dropped", event_id=parsed.id, type=parsed.type)
             return []
-        return [self._change(subject, outcome, event_type=parsed.type)]
+        return [self._change(subject, outcome, before, now, event_type=parsed.type)]
 
     def check(
         self,
@@ -101,11 +109,17 @@ class RiskLogic:
         now: datetime,
     ) -> Change[SubjectState] | None:
         """Raise what fell due for a subject, if anything."""
+        before = outcomes.snapshot(state)
         outcome = check(state, now, self.policy)
-        return self._change(state, outcome) if outcome.effects else None
+        return self._change(state, outcome, before, now) if outcome.effects else None
 
     def _change(
-        self, state: SubjectState, outcome: Outcome, event_type: str | None = None
+        self,
+        state: SubjectState,
+        outcome: Outcome,
+        before: dict[str, outcomes.Seen],
+        now: datetime,
+        event_type: str | None = None,
     ) -> Change[SubjectState]:
         self._report(state, cap(state))
         records = []
@@ -115,25 +129,41 @@ class RiskLogic:
             else:
                 value = alert_resolved_event(effect).to_json()
             records.append(Record(self.alerts, effect.alert_id.encode(), value))
+        changed = outcomes.changes(before, state, now, self.policy.alert_key)
+        for change in changed:
+            value = outcome_event(change).to_json()
+            records.append(Record(self.outcomes, change.obligation_id.encode(), value))
 
         def published() -> None:
             # Counted once the state is written, so a retried publish counts once.
-            if event_type is not None:
-                self.metrics.events.labels(type=event_type).inc()
-            for lag in outcome.lags:
-                self.metrics.deadline_lag.observe(lag)
-            for effect in outcome.effects:
-                if isinstance(effect, AlertRaised):
-                    self.metrics.breaches.labels(
-                        rule=effect.rule, severity=effect.severity.value
-                    ).inc()
-                    kind = "raised"
-                else:
-                    self.metrics.resolutions.labels(rule=effect.rule).inc()
-                    kind = "resolved"
-                log.info("alert_published", kind=kind, alert_id=effect.alert_id, rule=effect.rule)
+            self._count(outcome, changed, event_type)
 
         return Change(state.key, state, records, state.next_due(), after=published)
+
+    def _count(
+        self, outcome: Outcome, changed: list[ObligationOutcome], event_type: str | None
+    ) -> None:
+        if event_type is not None:
+            self.metrics.events.labels(type=event_type).inc()
+        for lag in outcome.lags:
+            self.metrics.deadline_lag.observe(lag)
+        for change in changed:
+            if change.outcome is OutcomeKind.OPENED:
+                continue
+            late = change.late_by_seconds
+            on_time = change.outcome is OutcomeKind.MET and (late or 0) <= 0
+            label = "met_on_time" if on_time else change.outcome.value
+            self.metrics.closed.labels(rule=change.rule, outcome=label).inc()
+            if late is not None and late > 0:
+                self.metrics.lateness.labels(rule=change.rule).observe(late)
+        for effect in outcome.effects:
+            if isinstance(effect, AlertRaised):
+                self.metrics.breaches.labels(rule=effect.rule, severity=effect.severity.value).inc()
+                kind = "raised"
+            else:
+                self.metrics.resolutions.labels(rule=effect.rule).inc()
+                kind = "resolved"
+            log.info("alert_published", kind=kind, alert_id=effect.alert_id, rule=effect.rule)
 
     def _report(self, state: SubjectState, capped: Capped) -> None:
         for collection, count in capped.dropped.items():
@@ -194,7 +224,13 @@ class RiskService:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.logic = RiskLogic(policy, clock, self.metrics, raw_topic(self.app, topics.alerts))
+        self.logic = RiskLogic(
+            policy,
+            clock,
+            self.metrics,
+            raw_topic(self.app, topics.alerts),
+            raw_topic(self.app, topics.outcomes),
+        )
         self.processor: KeyedStateProcessor[SubjectState] = KeyedStateProcessor(
             self.app,
             inputs=[self.subjects_topic.get_topic_name()],

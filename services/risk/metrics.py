@@ -20,6 +20,29 @@ class RiskMetrics:
             "Events dropped because their (source, id) was already processed.",
             registry=registry,
         )
+        self.closed = Counter(
+            "safeguard_risk_obligations_closed_total",
+            "Obligations met or breached, by rule and outcome (met_on_time, met, breached); "
+            "a breach later fulfilled counts once as breached and once as met.",
+            ["rule", "outcome"],
+            registry=registry,
+        )
+        self.lateness = Histogram(
+            "safeguard_risk_obligation_lateness_seconds",
+            "How late obligations met after their deadline were met, by rule.",
+            ["rule"],
+            registry=registry,
+            buckets=(
+                3600,
+                6 * 3600,
+                86400,
+                3 * 86400,
+                7 * 86400,
+                14 * 86400,
+                25 * 86400,
+                60 * 86400,
+            ),
+        )
         self.capped = Counter(
             "safeguard_risk_state_capped_total",
             "Entries dropped from a subject's history because a collection was over its cap.",
