@@ -233,9 +233,10 @@ def generate(count: int, seed: int) -> list[str]:
     """Return about `count` export lines over a year, in arrival order."""
     rng = random.Random(seed)
     force = Force(rng, children=max(100, count // 12), offenders=max(10, count // 400))
+    # Events per case, measured, so the cases spread `count` events over the whole year.
+    sample = sum(len(force.case(START + YEAR * rng.random())) for _ in range(2000)) / 2000
     pending: list[tuple[datetime, str]] = []
-    cases = int(count / 3.2)  # about 3.2 events per case with these weights
-    for _ in range(cases):
+    for _ in range(round(count / sample)):
         pending.extend(force.case(START + YEAR * rng.random()))
     pending.sort(key=lambda item: item[0])
     return [line for _, line in pending[:count]]

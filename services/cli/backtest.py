@@ -22,6 +22,7 @@ Nothing here reads a clock, a file or the network: the command line feeds lines 
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 from collections.abc import Iterable, Iterator
@@ -398,6 +399,15 @@ def backtest(
 ) -> Result:
     """Replay recorded events under `policy` and return what it would have raised."""
     replay = Replay(policy)
-    for line in read_lines(lines):
-        replay.feed(line)
-    return replay.finish(until)
+    # Every subject's state stays here as live objects (the service keeps bytes in
+    # RocksDB), and the cyclic collector's passes over them cost a fifth of a long
+    # replay while freeing nothing (the replay makes no cycles; refcounting frees all).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for line in read_lines(lines):
+            replay.feed(line)
+        return replay.finish(until)
+    finally:
+        if collecting:
+            gc.enable()
