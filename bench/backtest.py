@@ -21,6 +21,7 @@ import io
 import json
 import pstats
 import random
+import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -268,6 +269,8 @@ def main() -> None:
         f"{total.due} obligations judged, {total.on_time_percent or 0:.1f} % on time, "
         f"rejected {sum(result.rejected.values())}, duplicates {result.duplicates}"
     )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak resident memory {peak:,.0f} MB (the generated lines included)")
     print(
         f"  a year of 1,000,000 events at this rate: {1_000_000 / (result.events / elapsed) / 60:.1f} min"
     )
