@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 
 class Topics(BaseModel):
@@ -26,7 +26,29 @@ class KafkaSettings(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = Field(
+        default=None, description="client certificate (PEM), for brokers that require mTLS"
+    )
+    ssl_keyfile: str | None = Field(default=None, description="the client certificate's key")
     topics: Topics = Field(default_factory=Topics)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        # Caught at start-up: otherwise SASL without a mechanism fails only at connect time,
+        # and a mechanism or certificate next to a protocol that ignores it is silently
+        # not used.
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism is not used with {self.security_protocol}")
+        uses_tls = self.security_protocol.endswith("SSL")
+        tls_files = (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile)
+        if not uses_tls and any(tls_files):
+            raise ValueError(f"ssl_* files are not used with {self.security_protocol}")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
 
     @property
     def servers(self) -> list[str]:
@@ -47,6 +69,9 @@ class KafkaSettings(BaseModel):
             )
         if self.ssl_cafile:
             options["ssl_cafile"] = self.ssl_cafile
+        if self.ssl_certfile:
+            options["ssl_certfile"] = self.ssl_certfile
+            options["ssl_keyfile"] = self.ssl_keyfile
         return options
 
     def faust_broker_url(self) -> str:

@@ -86,13 +86,13 @@ def broker_credentials(kafka: KafkaSettings) -> Any:  # noqa: ANN401 - faust cre
     protocol = kafka.security_protocol
     if protocol == "PLAINTEXT":
         return None
-    context = (
-        ssl.create_default_context(cafile=kafka.ssl_cafile) if protocol.endswith("SSL") else None
-    )
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_cafile)
+        if kafka.ssl_certfile:
+            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
     if protocol == "SSL":
         return faust.SSLCredentials(context)
-    if kafka.sasl_mechanism is None:
-        raise ValueError(f"security_protocol {protocol} needs sasl_mechanism")
     password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
     return faust.SASLCredentials(
         username=kafka.sasl_username,

@@ -14,7 +14,6 @@ import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
 from schemas.alerts import EventRef
 from schemas.notifications import AlertAcknowledged
@@ -240,6 +239,26 @@ def test_a_ca_file_is_loaded_into_the_context(tmp_path) -> None:
     assert settings.kafka_python_options()["ssl_cafile"] == str(missing)
 
 
-def test_sasl_without_a_mechanism_is_refused() -> None:
-    with pytest.raises(ValueError, match="sasl_mechanism"):
-        broker_credentials(_kafka("SASL_SSL", sasl_password=SecretStr("x")))
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"security_protocol": "SASL_SSL", "sasl_password": "x"}, "needs sasl_mechanism"),
+        ({"security_protocol": "PLAINTEXT", "sasl_mechanism": "PLAIN"}, "not used with"),
+        (
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "ssl_cafile": "ca"},
+            "not used with",
+        ),
+        ({"security_protocol": "SSL", "ssl_certfile": "cert.pem"}, "go together"),
+    ],
+)
+def test_inconsistent_security_settings_are_refused_at_start_up(
+    settings: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        KafkaSettings.model_validate(settings)
+
+
+def test_a_client_certificate_reaches_kafka_python() -> None:
+    settings = _kafka("SSL", ssl_certfile="cert.pem", ssl_keyfile="key.pem")
+    options = settings.kafka_python_options()
+    assert (options["ssl_certfile"], options["ssl_keyfile"]) == ("cert.pem", "key.pem")
