@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 
 TIMEOUT_SECONDS = 15.0
+PAGE = 500  # the API's largest page
 
 
 class ApiError(RuntimeError):
@@ -25,13 +26,13 @@ class ApiError(RuntimeError):
 class AlertApi:
     """`GET /v1/alerts`, `GET /v1/alerts/{id}`, `POST /v1/alerts/{id}/ack|resolve`."""
 
-    def __init__(self, base_url: str, token: str | None, *, transport: Any = None) -> None:  # noqa: ANN401 - an httpx transport, for tests
+    def __init__(self, base_url: str, token: str | None, *, page: int = PAGE) -> None:
+        self.page = page
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=headers,
             timeout=TIMEOUT_SECONDS,
-            transport=transport,
         )
 
     def __enter__(self) -> Self:
@@ -40,12 +41,28 @@ class AlertApi:
     def __exit__(self, *_: object) -> None:
         self._client.close()
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]:
-        """Return the alerts, newest first, optionally of one status."""
-        params = {"status": status} if status else {}
-        body = self._call("GET", "/v1/alerts", params=params)
-        alerts: list[dict[str, Any]] = body["alerts"]
-        return alerts
+    def list(
+        self, filters: dict[str, str | None], limit: int
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """Return up to `limit` alerts, newest first, and the partitions the worker covers.
+
+        `filters` are the API's (`status`, `rule`, `severity`, `area`); pages are followed
+        by their cursor until `limit` alerts or the last page.
+        """
+        params = {k: v for k, v in filters.items() if v is not None}
+        alerts: list[dict[str, Any]] = []
+        partitions: set[int] = set()
+        cursor: str | None = None
+        while len(alerts) < limit:
+            page_size = min(self.page, limit - len(alerts))
+            query = {**params, "limit": str(page_size)} | ({"cursor": cursor} if cursor else {})
+            body = self._call("GET", "/v1/alerts", params=query)
+            alerts.extend(body["alerts"])
+            partitions.update(body.get("partitions", []))
+            cursor = body.get("next_cursor")
+            if not cursor or not body["alerts"]:
+                break
+        return alerts[:limit], sorted(partitions)
 
     def get(self, alert_id: str) -> dict[str, Any]:
         """Return one alert with its timeline."""

@@ -151,23 +151,33 @@ def _api(url: str, token: str | None) -> AlertApi:
 
 
 @alerts_app.command("ls")
-def alerts_ls(
+def alerts_ls(  # noqa: PLR0913, PLR0917 - one parameter per option
     status: Annotated[
         str | None, typer.Option(help="open, acknowledged or resolved (default: all)")
     ] = None,
+    rule: Annotated[str | None, typer.Option(help="only this rule")] = None,
+    severity: Annotated[str | None, typer.Option(help="only this severity")] = None,
+    area: Annotated[str | None, typer.Option(help="only this area")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many alerts")] = 100,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """List alerts, newest first."""
+    """List alerts, newest first.
+
+    A notify worker answers for the partitions it owns; with several workers, ask each
+    (the covered partitions are printed).
+    """
+    filters = {"status": status, "rule": rule, "severity": severity, "area": area}
     try:
         with _api(url, token) as api:
-            alerts = api.list(status)
+            alerts, partitions = api.list(filters, limit)
     except ApiError as exc:
         fail(str(exc))
     if output is Output.JSON:
-        print_json(alerts)
+        print_json({"alerts": alerts, "partitions": partitions})
         return
+    typer.echo(f"partitions covered: {', '.join(map(str, partitions)) or '-'}", err=True)
     print_table(
         ["ALERT", "RULE", "SEVERITY", "STATUS", "LEVEL", "RAISED", "SUBJECT", "AREA"],
         [

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from devtools.stack import DEFAULT_POLICY, DEV_TOKEN, DevStack
+from services.cli.api import AlertApi
 from services.cli.backtest import backtest
 from services.cli.main import app
 from services.risk.policy import load_policy
@@ -46,7 +47,9 @@ def incident(event_id: str, child: str, ago: timedelta) -> dict[str, Any]:
 def listed(stack: DevStack, *options: str) -> list[dict[str, Any]]:
     result = cli(stack, "alerts", "ls", "--output", "json", *options)
     assert result.exit_code == 0, result.output
-    return [a for a in json.loads(result.stdout) if a["subject_id"] == CHILD]
+    answer = json.loads(result.stdout)
+    assert answer["partitions"] == [0, 1, 2, 3]  # one worker holds them all
+    return [a for a in answer["alerts"] if a["subject_id"] == CHILD]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +74,18 @@ def test_ls_shows_the_alert_as_a_table(stack: DevStack, alert_id: str) -> None:
     row = next(r.split() for r in rows if r.startswith(alert_id))
     assert row[1:4] == ["social-care-referral", "high", "open"]
     assert f"child:{CHILD}" in row
+
+
+def test_ls_filters_and_follows_pages(stack: DevStack, alert_id: str) -> None:
+    result = cli(stack, "alerts", "ls", "--rule", "social-care-referral", "-o", "json")
+    assert [a["alert_id"] for a in json.loads(result.stdout)["alerts"]] == [alert_id]
+    # The incident raised three deadline alerts at least (welfare check, referral, school).
+    with AlertApi(stack.url("notify"), DEV_TOKEN, page=1) as api:
+        paged, _ = api.list({}, 3)
+        everything, _ = api.list({}, 100)
+    assert len(paged) == 3
+    assert len({a["alert_id"] for a in paged}) == 3
+    assert [a["alert_id"] for a in paged] == [a["alert_id"] for a in everything[:3]]
 
 
 def test_show_prints_the_alert_and_its_timeline(stack: DevStack, alert_id: str) -> None:
