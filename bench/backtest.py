@@ -265,7 +265,7 @@ def main() -> None:
     )
     print(
         f"  span {result.weeks or 0:.1f} weeks, {result.checks} deadline checks, "
-        f"{total.alerts} alerts ({total.breaches} breaches, {total.resolved_late} met late), "
+        f"{total.alerts} alerts ({total.breaches} breaches, {total.resolved_late} resolved), "
         f"{total.due} obligations judged, {total.on_time_percent or 0:.1f} % on time, "
         f"rejected {sum(result.rejected.values())}, duplicates {result.duplicates}"
     )
