@@ -75,6 +75,7 @@ def main() -> None:
             data_dir=Path(data_dir),
             webhook_url=f"http://127.0.0.1:{settings.inbox_port}/notifications",
             smtp_port=settings.inbox_smtp_port,
+            group_window_seconds=None,  # the policy's: alerts of one event in one message
         )
         try:
             create_topics(bootstrap, stack.topic_names())

@@ -56,6 +56,10 @@ class DevStack:
     smtp_port: int | None = None
     log_json: bool = False
     log_level: str = "INFO"
+    # Level 1 waits this long to group the alerts of one event (policy `group_window`):
+    # 0 sends each alert on its own at once, as the tests that follow single alerts
+    # expect; None keeps the policy's (the console's tests and `make run`).
+    group_window_seconds: float | None = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
     output: IO[bytes] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -125,6 +129,11 @@ class DevStack:
             env[f"{p}WEBHOOK_URL"] = self.webhook_url
             env[f"{p}POLICY_FILE"] = str(self.policy_file)
             env[f"{p}WEBHOOK_SECRETS__DUTY_DESK"] = DEV_WEBHOOK_SECRET
+            # The console's child page reads risk's child view; its links point here.
+            env[f"{p}RISK_URL"] = self.url("risk")
+            env[f"{p}PUBLIC_URL"] = self.url("notify")
+            if self.group_window_seconds is not None:
+                env[f"{p}GROUP_WINDOW_SECONDS"] = str(self.group_window_seconds)
             if self.smtp_port is not None:
                 env[f"{p}SMTP__HOST"] = "127.0.0.1"
                 env[f"{p}SMTP__PORT"] = str(self.smtp_port)

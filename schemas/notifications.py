@@ -10,14 +10,18 @@ and who acted:
 | `alert.escalated` | an unacknowledged alert climbed a level (on schedule, or at once |
 | | because a delivery at the level below failed) |
 | `alert.acknowledged` | someone acknowledged it (`POST /v1/alerts/{id}/ack`): escalation stops |
-| `alert.closed` | someone resolved the alert by hand (`POST /v1/alerts/{id}/resolve`) |
+| `alert.closed` | someone resolved the alert by hand (`POST /v1/alerts/{id}/resolve`), |
+| | with a reason code (`reason`) |
+| `alert.reopened` | an acknowledged alert whose obligation is still unmet after the |
+| | severity's `ack_timeout`: it is open again and its current level told again |
 | `notification.sent` | one notification reached one recipient |
 | `notification.failed` | one notification could not be delivered, after its retries |
 
 `alert.closed` is the by-hand counterpart of the risk service's `alert.resolved`: the
 notify service does not publish on the risk service's topic, and a person closing an
 alert is a different fact from a fulfilment arriving (it has no lateness, and has a
-person and a note instead). Both close the alert and tell whoever was notified.
+person, a reason code and a note instead). Both close the alert and tell whoever was
+notified; a report counts a closure by its `reason`, never as a fulfilment.
 
 Recipients are named by the receiver name of the policy file (`duty-desk`,
 `senior-managers`), never by address, so this topic carries no contact details.
@@ -48,6 +52,8 @@ __all__ = [
     "AlertClosedEvent",
     "AlertEscalated",
     "AlertEscalatedEvent",
+    "AlertReopened",
+    "AlertReopenedEvent",
     "Channel",
     "EscalationReason",
     "FailureReason",
@@ -60,9 +66,11 @@ __all__ = [
     "NotificationSentEvent",
     "NotificationType",
     "ReceiverName",
+    "ResolutionReason",
     "alert_acknowledged_event",
     "alert_closed_event",
     "alert_escalated_event",
+    "alert_reopened_event",
     "notification_failed_event",
     "notification_sent_event",
     "parse_notification",
@@ -93,6 +101,7 @@ class NotificationType(StrEnum):
     ESCALATED = "alert.escalated"
     ACKNOWLEDGED = "alert.acknowledged"
     CLOSED = "alert.closed"
+    REOPENED = "alert.reopened"
     SENT = "notification.sent"
     FAILED = "notification.failed"
 
@@ -116,6 +125,19 @@ class EscalationReason(StrEnum):
 
     SCHEDULE = "schedule"
     DELIVERY_FAILED = "delivery_failed"
+
+
+class ResolutionReason(StrEnum):
+    """Why someone closed an alert by hand; never a fulfilment (that is `alert.resolved`)."""
+
+    FULFILLED_ELSEWHERE = "fulfilled_elsewhere"
+    """The work was done and is recorded in another system."""
+    DECIDED_NOT_TO_ACT = "decided_not_to_act"
+    """A decision not to act was taken and recorded."""
+    DUPLICATE = "duplicate"
+    """Another alert covers the same need."""
+    OTHER = "other"
+    """Anything else; the note says what."""
 
 
 class FailureReason(StrEnum):
@@ -162,7 +184,22 @@ class AlertClosed(ContractModel):
     by: Actor
     principal: Actor
     note: Note | None = None
+    reason: ResolutionReason | None = Field(
+        default=None, description="why it was closed; absent in events from before reason codes"
+    )
     closed_at: Timestamp
+
+
+class AlertReopened(ContractModel):
+    """An acknowledged alert is open again: its obligation was still unmet `ack_timeout` on.
+
+    `level` (the current one) is told again; the ladder goes on from there.
+    """
+
+    alert_id: Identifier
+    level: Level
+    acknowledged_at: Timestamp
+    reopened_at: Timestamp
 
 
 class _Outcome(ContractModel):
@@ -178,6 +215,10 @@ class _Outcome(ContractModel):
     attempts: Annotated[StrictInt, Field(ge=1)]
     first_attempt_at: Timestamp
     finished_at: Timestamp
+    grouped_into: NotificationId | None = Field(
+        default=None,
+        description="sent inside another alert's grouped message: that notification's id",
+    )
 
 
 class NotificationSent(_Outcome):
@@ -212,6 +253,13 @@ class AlertClosedEvent(CloudEvent):
     data: AlertClosed
 
 
+class AlertReopenedEvent(CloudEvent):
+    """CloudEvent of type `alert.reopened`; `id` is `<alert_id>:reopened:<ack time>`."""
+
+    type: Literal[NotificationType.REOPENED]
+    data: AlertReopened
+
+
 class NotificationSentEvent(CloudEvent):
     """CloudEvent of type `notification.sent`; `id` is `<notification_id>:outcome`."""
 
@@ -230,6 +278,7 @@ NOTIFICATION_TYPES: dict[str, type[CloudEvent]] = {
     NotificationType.ESCALATED: AlertEscalatedEvent,
     NotificationType.ACKNOWLEDGED: AlertAcknowledgedEvent,
     NotificationType.CLOSED: AlertClosedEvent,
+    NotificationType.REOPENED: AlertReopenedEvent,
     NotificationType.SENT: NotificationSentEvent,
     NotificationType.FAILED: NotificationFailedEvent,
 }
@@ -239,6 +288,7 @@ NotificationMessage: TypeAlias = Annotated[
     AlertEscalatedEvent
     | AlertAcknowledgedEvent
     | AlertClosedEvent
+    | AlertReopenedEvent
     | NotificationSentEvent
     | NotificationFailedEvent,
     Field(discriminator="type"),
@@ -290,6 +340,19 @@ def alert_closed_event(
         event_id=_event_id(data.alert_id, f"closed:{request_id}"),
         type_=NotificationType.CLOSED,
         time=data.closed_at,
+        source=source,
+    )
+
+
+def alert_reopened_event(data: AlertReopened, *, source: str = NOTIFY_SOURCE) -> AlertReopenedEvent:
+    """Wrap `data`; `id` is `<alert_id>:reopened:<acknowledged_at>`: once per acknowledgement."""
+    stamp = int(data.acknowledged_at.timestamp() * 1000)
+    return wrap(
+        AlertReopenedEvent,
+        data,
+        event_id=_event_id(data.alert_id, f"reopened:{stamp}"),
+        type_=NotificationType.REOPENED,
+        time=data.reopened_at,
         source=source,
     )
 

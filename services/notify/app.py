@@ -39,9 +39,11 @@ from schemas.notifications import (
     AlertEscalated,
     NotificationFailed,
     NotificationFailedEvent,
+    NotificationPurpose,
     NotificationSent,
     NotificationSentEvent,
     alert_escalated_event,
+    alert_reopened_event,
     notification_failed_event,
     notification_sent_event,
     parse_notification,
@@ -58,18 +60,20 @@ from services.common.processor import (
     RetryPolicy,
 )
 from services.common.streams import faust_options, raw_topic
-from services.notify.delivery import Content, Deliverer
+from services.notify.delivery import Content, Deliverer, Result
 from services.notify.escalation import (
     Decision,
     Limits,
     advance,
     next_due,
+    notification_id,
     on_acknowledged,
     on_closed,
     on_outcome,
     on_resolved,
     open_record,
     prune_deliveries,
+    siblings_of,
 )
 from services.notify.http import AlertReads, add_alert_pages
 from services.notify.index import AlertIndex
@@ -211,7 +215,8 @@ class NotifyLogic:
         settings = self.service.settings
         default_url = str(settings.webhook_url) if settings.webhook_url else None
         chain = chain_for(self.service.policy, alert.severity, alert.area, default_url=default_url)
-        return [self._change(open_record(alert, chain, now), now)]
+        hold = self.service.group_window
+        return [self._change(open_record(alert, chain, now, hold=hold), now)]
 
     def check(self, key: str, state: AlertRecord, now: datetime) -> Change[AlertRecord] | None:
         """Take the steps that fell due, re-send orphans, or let an expired alert go."""
@@ -219,8 +224,10 @@ class NotifyLogic:
         if expires is not None and expires <= now:
             log.info("alert_expired", alert_id=key)
             return Change(key, None)
-        decision = advance(state, now, self.limits, self.service.not_orphans())
-        if decision.steps or decision.dispatches:
+        decision = advance(
+            state, now, self.limits, self.service.not_orphans(), self.service.siblings
+        )
+        if decision.steps or decision.dispatches or decision.reopened:
             return self._change(state, now, decision)
         return None
 
@@ -228,10 +235,15 @@ class NotifyLogic:
         self, record: AlertRecord, now: datetime, decision: Decision | None = None
     ) -> Change[AlertRecord]:
         if decision is None:
-            decision = advance(record, now, self.limits, self.service.not_orphans())
+            decision = advance(
+                record, now, self.limits, self.service.not_orphans(), self.service.siblings
+            )
         prune_deliveries(record)
         alert_id = record.alert.alert_id
         records = []
+        if decision.reopened is not None:
+            value = alert_reopened_event(decision.reopened).to_json()
+            records.append(Record(self.service.notifications_out, alert_id.encode(), value))
         for step in decision.escalations:
             data = AlertEscalated(
                 alert_id=alert_id,
@@ -285,6 +297,23 @@ class NotifyLogic:
         self.service.orphans_after = self.service.clock.now() + self.limits.orphan_grace
 
 
+def _listed(pending: PendingDelivery) -> dict[str, str]:
+    """Return the other alerts a grouped message lists: alert id -> their notification id."""
+    return {
+        m.alert_id: notification_id(
+            m.alert_id, NotificationPurpose.ALERT, 1, 0, pending.recipient.name
+        )
+        for m in pending.members[1:]  # the first is the alert the message belongs to
+    }
+
+
+def _outcome(fields: dict[str, Any], result: Result) -> bytes:
+    if result.outcome == "sent":
+        return notification_sent_event(NotificationSent(**fields)).to_json()
+    failed = NotificationFailed(**fields, reason=result.reason, detail=result.detail)
+    return notification_failed_event(failed).to_json()
+
+
 def _require(state: Callable[[str], AlertRecord | None], alert_id: str) -> AlertRecord:
     record = state(alert_id)
     if record is None:
@@ -319,6 +348,11 @@ class NotifyService:
             orphan_grace=timedelta(seconds=d.orphan_grace_seconds),
         )
         self.index = AlertIndex(metrics)
+        self.group_window = (
+            policy.group_window
+            if settings.group_window_seconds is None
+            else timedelta(seconds=settings.group_window_seconds)
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         # Notifications handed over by this worker whose outcome it has not read back yet.
         self.running: dict[str, asyncio.Task[None]] = {}
@@ -368,6 +402,20 @@ class NotifyService:
             publish=self._publish_action,
             audit=self._audit,
         )
+        # -- timeliness report (issue 13): its own global table, agent and page; see
+        # services/notify/reports/service.py for why it is right with several workers.
+        from services.notify.reports import add_reports  # noqa: PLC0415 - one wiring block
+
+        self.reports = add_reports(
+            self.app,
+            topics=self.topics,
+            partitions=settings.stream.partitions,
+            hold=self.processor.hold,
+            auth=auth,
+            clock=clock,
+            audit_topic=self.audit_topic,
+            registry=registry,
+        )
 
     async def _audit(self, action: AuditAction, principal: Principal, alert_id: str | None) -> None:
         await publish_audit(
@@ -379,9 +427,22 @@ class NotifyService:
 
     # -- deliveries ------------------------------------------------------------------
 
+    def siblings(self, record: AlertRecord) -> list[AlertRecord]:
+        """Return this worker's alerts raised by the same trigger event, within the window."""
+        trigger = record.alert.trigger
+        found = []
+        for alert_id in self.index.same_trigger(trigger.source, trigger.id):
+            if alert_id == record.alert.alert_id:
+                continue
+            other = self.processor.get(alert_id)
+            if other is not None:
+                found.append(other)
+        return siblings_of(record, found, self.group_window)
+
     def start_delivery(self, record: AlertRecord, pending: PendingDelivery) -> None:
         """Hand a notification to its channel in the background."""
-        content = Content.of(record)
+        public_url = str(self.settings.public_url) if self.settings.public_url else None
+        content = Content.of(record, pending, public_url)
         # A fresh context: the task must not keep the stream's current event alive.
         task = asyncio.get_running_loop().create_task(
             self._deliver(record.alert.alert_id, content, pending.model_copy()),
@@ -390,6 +451,9 @@ class NotifyService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.running[pending.notification_id] = task
+        for member in _listed(pending):
+            # The listed alerts' notifications travel in this one: not orphans meanwhile.
+            self.running[member] = task
 
     async def _deliver(self, alert_id: str, content: Content, pending: PendingDelivery) -> None:
         async with self._slots:
@@ -406,20 +470,25 @@ class NotifyService:
             "first_attempt_at": result.first_attempt_at,
             "finished_at": result.finished_at,
         }
-        if result.outcome == "sent":
-            value = notification_sent_event(NotificationSent(**fields)).to_json()
-        else:
-            failed = NotificationFailed(**fields, reason=result.reason, detail=result.detail)
-            value = notification_failed_event(failed).to_json()
+        records = [Record(self.notifications_out, alert_id.encode(), _outcome(fields, result))]
+        for member_alert, member_id in _listed(pending).items():
+            # Each listed alert learns from its own partition that it was told, and how.
+            listed = {
+                **fields,
+                "notification_id": member_id,
+                "alert_id": member_alert,
+                "grouped_into": pending.notification_id,
+            }
+            records.append(
+                Record(self.notifications_out, member_alert.encode(), _outcome(listed, result))
+            )
         # The outcome is retried until the broker has it: while this task runs the
         # notification is not an orphan, so it is not sent again. A worker that dies here
         # leaves it pending, and the partition's next owner hands it over again.
         attempt = 0
         while True:
             try:
-                await self.processor.publish(
-                    [Record(self.notifications_out, alert_id.encode(), value)]
-                )
+                await self.processor.publish(records)
             except Exception as exc:  # noqa: BLE001 - the broker is away: transient, retried
                 delay = self.processor.retry.delay(attempt)
                 self.processor.metrics.transient_failures.labels(stage="outcome").inc()

@@ -2,7 +2,11 @@
 
 The budget is the notification's `deadline` (the next escalation step, at most a few
 minutes away): retrying past it would only tell someone late who is about to be
-bypassed anyway. 5xx, 429 and connection errors are retried with backoff and jitter,
+bypassed anyway.
+
+Every message carries the console link of its alert (`NOTIFY_PUBLIC_URL` +
+`/console/alerts/<id>`), and a grouped level-1 message lists every alert it stands for,
+each with its link. 5xx, 429 and connection errors are retried with backoff and jitter,
 honouring `Retry-After`; other 4xx (and SMTP 5xx) are final at once.
 """
 
@@ -25,7 +29,7 @@ from schemas.alerts import AlertRaised
 from schemas.notifications import Channel, FailureReason, NotificationPurpose
 from services.common.clock import Clock
 from services.notify.channels import Attempt, EmailChannel, WebhookChannel
-from services.notify.ledger import AlertRecord, PendingDelivery
+from services.notify.ledger import AlertRecord, GroupMember, PendingDelivery
 from services.notify.metrics import NotifyMetrics
 from services.notify.retry import Backoff
 
@@ -40,9 +44,25 @@ class Content:
 
     alert: AlertRaised
     resolution: dict[str, Any] | None
+    public_url: str | None = None
+    members: tuple[GroupMember, ...] = ()
+    reopened: bool = False
+    resolved_breach: bool = False
+    """Fulfilled before anyone was paged: the one message says it was late and is resolved."""
+
+    def link(self, alert_id: str) -> str | None:
+        """Return the console page of an alert, when the public URL is configured."""
+        if self.public_url is None:
+            return None
+        return f"{self.public_url.rstrip('/')}/console/alerts/{alert_id}"
 
     @classmethod
-    def of(cls, record: AlertRecord) -> Content:
+    def of(
+        cls,
+        record: AlertRecord,
+        pending: PendingDelivery | None = None,
+        public_url: str | None = None,
+    ) -> Content:
         """Take what a notification needs from the record, at hand-over time."""
         resolution: dict[str, Any] | None = None
         if record.resolution is not None and record.closure is None:
@@ -57,7 +77,17 @@ class Content:
                 "resolved_at": record.closure.closed_at.isoformat(),
                 "by": record.closure.by,
             }
-        return cls(alert=record.alert, resolution=resolution)
+            if record.closure.reason is not None:
+                resolution["reason"] = record.closure.reason.value
+        members = tuple(pending.members) if pending is not None and len(pending.members) > 1 else ()
+        return cls(
+            alert=record.alert,
+            resolution=resolution,
+            public_url=public_url,
+            members=members,
+            reopened=record.reopened_at is not None and pending is not None and pending.round > 0,
+            resolved_breach=record.level == 0 and resolution is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +111,21 @@ def webhook_body(content: Content, pending: PendingDelivery) -> bytes:
         "round": pending.round,
         "alert": content.alert.model_dump(mode="json", exclude_none=True),
     }
+    link = content.link(content.alert.alert_id)
+    if link is not None:
+        body["console_url"] = link
+    if content.reopened:
+        body["reopened"] = True
+    if content.resolved_breach:
+        body["resolved_breach"] = True
+    if content.members:
+        body["alerts"] = [
+            {
+                **m.model_dump(mode="json", exclude_none=True),
+                "console_url": content.link(m.alert_id),
+            }
+            for m in content.members
+        ]
     if pending.purpose is NotificationPurpose.RESOLUTION:
         body["resolution"] = content.resolution
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
@@ -94,8 +139,20 @@ def email_message(content: Content, pending: PendingDelivery, *, sender: str) ->
     """
     alert = content.alert
     resolved = pending.purpose is NotificationPurpose.RESOLUTION
+    # Told for the first time about an alert already resolved: a late fulfilment that
+    # was known when the breach was raised. One message says both.
+    breach = resolved and content.resolved_breach
     head = "Resolved" if resolved else f"Level {pending.level}"
+    if breach:
+        head = "Resolved breach"
+    elif content.reopened:
+        head = f"Re-opened, level {pending.level}"
     subject = f"[Safeguard] {head}: {alert.severity.value} alert, {alert.rule}"
+    if content.members:
+        subject = (
+            f"[Safeguard] {head}: {len(content.members)} alerts from one event, "
+            f"highest {max(m.severity for m in content.members)}"
+        )
     rows = [
         ("Alert", alert.alert_id),
         ("Rule", alert.rule),
@@ -107,19 +164,42 @@ def email_message(content: Content, pending: PendingDelivery, *, sender: str) ->
     ]
     if resolved and content.resolution is not None:
         rows.append(("Resolved", str(content.resolution.get("resolved_at"))))
-    action = (
-        "This alert is resolved; no action is needed."
-        if resolved
-        else "Acknowledge it in Safeguard by its alert id, or it escalates."
-    )
-    text = "\n".join([alert.summary, "", *(f"{name}: {value}" for name, value in rows), "", action])
+    link = content.link(alert.alert_id)
+    if link is not None:
+        rows.append(("Open", link))
+    if breach:
+        action = "The obligation was met late; this breach is recorded and needs no action."
+    elif resolved:
+        action = "This alert is resolved; no action is needed."
+    elif content.reopened:
+        action = (
+            "It was acknowledged but the obligation is still unmet: act, or resolve it "
+            "with a reason, at the link above."
+        )
+    else:
+        action = "Acknowledge it at the link above, or it escalates."
+    listed = [
+        (m.alert_id, f"{m.severity} {m.rule}: {m.summary}", content.link(m.alert_id))
+        for m in content.members
+    ]
+    text_lines = [alert.summary, "", *(f"{name}: {value}" for name, value in rows)]
+    if listed:
+        text_lines += ["", f"This event raised {len(listed)} alerts:"]
+        text_lines += [f"- {line} {url or ident}" for ident, line, url in listed]
+    text = "\n".join([*text_lines, "", action])
     cells = "".join(
-        f"<tr><th align='left'>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+        f"<tr><th align='left'>{html.escape(name)}</th><td>{_cell(value)}</td></tr>"
         for name, value in rows
+    )
+    items = "".join(
+        f"<li>{html.escape(line)} {_anchor(url) if url else html.escape(ident)}</li>"
+        for ident, line, url in listed
     )
     markup = (
         f"<html><body><p>{html.escape(alert.summary)}</p>"
-        f"<table>{cells}</table><p>{html.escape(action)}</p></body></html>"
+        f"<table>{cells}</table>"
+        + (f"<p>This event raised {len(listed)} alerts:</p><ul>{items}</ul>" if items else "")
+        + f"<p>{html.escape(action)}</p></body></html>"
     )
     message = EmailMessage()
     message["Subject"] = subject
@@ -131,6 +211,14 @@ def email_message(content: Content, pending: PendingDelivery, *, sender: str) ->
     message.set_content(text)
     message.add_alternative(markup, subtype="html")
     return message
+
+
+def _anchor(url: str) -> str:
+    return f"<a href='{html.escape(url, quote=True)}'>{html.escape(url)}</a>"
+
+
+def _cell(value: str) -> str:
+    return _anchor(value) if value.startswith(("https://", "http://")) else html.escape(value)
 
 
 class Deliverer:

@@ -21,6 +21,7 @@ from schemas.notifications import (
     EscalationReason,
     FailureReason,
     NotificationPurpose,
+    ResolutionReason,
 )
 from services.notify.policy import Chain, Recipient
 
@@ -49,13 +50,18 @@ class Delivery(BaseModel):
     outcome: Outcome
     reason: FailureReason | None = None
     detail: str | None = None
+    grouped_into: str | None = Field(
+        default=None, description="the notification (of another alert) this one went out in"
+    )
 
 
 class TimelineEntry(BaseModel):
     """Something that happened to an alert."""
 
     at: AwareDatetime
-    kind: Literal["raised", "notification", "escalated", "acknowledged", "resolved", "compacted"]
+    kind: Literal[
+        "raised", "notification", "escalated", "acknowledged", "reopened", "resolved", "compacted"
+    ]
     delivery: Delivery | None = None
     count: int | None = Field(
         default=None, description="`compacted`: how many entries it stands for, up to `until`"
@@ -66,6 +72,36 @@ class TimelineEntry(BaseModel):
     scheduled_at: AwareDatetime | None = None
     by: str | None = None
     note: str | None = None
+    closed_because: ResolutionReason | None = Field(
+        default=None, description="`resolved` by hand: the reason code given"
+    )
+
+
+class GroupMember(BaseModel):
+    """One alert listed in a grouped notification: what the message shows of it."""
+
+    alert_id: str
+    rule: str
+    severity: str
+    subject_kind: str
+    subject_id: str
+    area: str | None = None
+    due_at: AwareDatetime | None = None
+    summary: str
+
+    @classmethod
+    def of(cls, alert: AlertRaised) -> GroupMember:
+        """List an alert."""
+        return cls(
+            alert_id=alert.alert_id,
+            rule=alert.rule,
+            severity=alert.severity.value,
+            subject_kind=alert.subject_kind.value,
+            subject_id=alert.subject_id,
+            area=alert.area,
+            due_at=alert.due_at,
+            summary=alert.summary,
+        )
 
 
 class PendingDelivery(BaseModel):
@@ -84,6 +120,15 @@ class PendingDelivery(BaseModel):
     deadline: AwareDatetime
     dispatches: int = Field(default=1, ge=1)
     outcome: Outcome | None = None
+    members: list[GroupMember] = Field(
+        default_factory=list,
+        description="a grouped level-1 message: every alert it lists (this one first)",
+    )
+    grouped_into: str | None = Field(
+        default=None,
+        description="sent inside another alert's grouped message (that notification's id); "
+        "handed over on its own if no outcome comes back in time",
+    )
 
 
 class AlertRecord(BaseModel):
@@ -103,6 +148,14 @@ class AlertRecord(BaseModel):
     resolution: AlertResolved | None = None
     closure: AlertClosed | None = None
     resolved_at: AwareDatetime | None = None
+    hold_until: AwareDatetime | None = Field(
+        default=None, description="level 1 waits until then, to group alerts of one trigger"
+    )
+    ladder_from: AwareDatetime | None = Field(
+        default=None,
+        description="after a reopening: when the ladder's waits count from (else raised_at)",
+    )
+    reopened_at: AwareDatetime | None = None
     deliveries: dict[str, PendingDelivery] = Field(default_factory=dict)
     timeline: list[TimelineEntry] = Field(default_factory=list)
 

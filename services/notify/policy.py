@@ -42,11 +42,27 @@ class LevelPolicy(_Strict):
     after: Duration = timedelta(0)
 
 
+# An acknowledgement is not the work done: an acknowledged alert whose obligation is
+# still unmet after this long is open again (issue 12). Per severity when the file is
+# silent; `ack_timeout: null` in the file is not allowed (there is always a timeout).
+DEFAULT_ACK_TIMEOUTS = {
+    Severity.CRITICAL: timedelta(hours=1),
+    Severity.HIGH: timedelta(hours=4),
+    Severity.MEDIUM: timedelta(hours=24),
+}
+DEFAULT_GROUP_WINDOW = timedelta(seconds=30)
+
+
 class SeverityPolicy(_Strict):
     """The ladder for one severity."""
 
     levels: list[LevelPolicy] = Field(min_length=1, max_length=20)
     repeat: Duration | None = None
+    ack_timeout: Duration | None = Field(
+        default=None,
+        description="how long an acknowledged alert may stay unresolved before it is open "
+        "again; absent: the severity's default (critical 1h, high 4h, medium 24h)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -57,6 +73,8 @@ class SeverityPolicy(_Strict):
             raise ValueError("each level's `after` must be later than the one before")
         if self.repeat is not None and self.repeat <= timedelta(0):
             raise ValueError("`repeat` must be positive")
+        if self.ack_timeout is not None and self.ack_timeout <= timedelta(0):
+            raise ValueError("`ack_timeout` must be positive")
         return self
 
 
@@ -104,6 +122,11 @@ class NotifyPolicy(BaseModel):
         description="how long a resolved alert stays in the table (and the alert API); its "
         "history stays on the notifications topic",
     )
+    group_window: Duration = Field(
+        default=DEFAULT_GROUP_WINDOW,
+        description="level 1 waits this long after the raise, so that the alerts one "
+        "trigger event raises together go out as one message per receiver",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -123,6 +146,10 @@ class NotifyPolicy(BaseModel):
                 if unknown:
                     raise ValueError(f"route {route!r} names unknown receivers: {unknown}")
         return self
+
+    def ack_timeout(self, severity: Severity) -> timedelta:
+        """Return how long an acknowledgement of `severity` holds without the work done."""
+        return self.escalation[severity].ack_timeout or DEFAULT_ACK_TIMEOUTS[severity]
 
     def secret_names(self) -> set[str]:
         """Return the names of every webhook signing secret the policy refers to."""
@@ -161,6 +188,9 @@ class Chain(_Strict):
 
     levels: tuple[ChainLevel, ...]
     repeat: Duration | None = None
+    ack_timeout: Duration | None = Field(
+        default=None, description="None in alerts raised before acknowledgements timed out"
+    )
 
     def at(self, level: int) -> ChainLevel | None:
         """Return level `level` (1-based), or None past the top."""
@@ -194,7 +224,9 @@ def chain_for(
                 level=number, route=level.route, after=level.after, recipients=tuple(recipients)
             )
         )
-    return Chain(levels=tuple(levels), repeat=ladder.repeat)
+    return Chain(
+        levels=tuple(levels), repeat=ladder.repeat, ack_timeout=policy.ack_timeout(severity)
+    )
 
 
 def load_policy(path: Path) -> NotifyPolicy:

@@ -28,6 +28,20 @@ class DeliverySettings(BaseModel):
     max_concurrent: int = Field(default=200, ge=1, description="deliveries in flight per worker")
 
 
+class ConsoleSettings(BaseModel):
+    """The duty-manager console's sessions (`NOTIFY_CONSOLE__*`)."""
+
+    session_idle_seconds: float = Field(
+        default=30 * 60, gt=0, description="a session unused this long is signed out"
+    )
+    session_max_seconds: float = Field(
+        default=12 * 3600, gt=0, description="a session ends this long after sign-in (a shift)"
+    )
+    refresh_seconds: float = Field(
+        default=5.0, gt=0, description="how often an open work queue fetches its rows"
+    )
+
+
 class NotifySettings(BaseSettings):
     """Every setting of the notify service."""
 
@@ -48,6 +62,23 @@ class NotifySettings(BaseSettings):
         description="signing secret per name used in the policy (NOTIFY_WEBHOOK_SECRETS__<NAME>)",
     )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    public_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="the console's address as duty managers reach it (links in every email "
+        "and webhook); unset: messages carry no link",
+    )
+    risk_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="the risk service's child view, fetched by the console's child page "
+        "with the signed-in user's token; unset: the page says it is not configured",
+    )
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    group_window_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="overrides the policy's group_window (0: level 1 at once, never grouped); "
+        "for tests that follow single alerts",
+    )
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     check_interval_seconds: float = Field(
         default=0.2, gt=0, description="how often due escalation steps are looked for"

@@ -17,6 +17,7 @@ from schemas.notifications import (
     AlertClosed,
     AlertEscalated,
     AlertEscalatedEvent,
+    AlertReopened,
     Channel,
     EscalationReason,
     FailureReason,
@@ -26,9 +27,11 @@ from schemas.notifications import (
     NotificationSent,
     NotificationSentEvent,
     NotificationType,
+    ResolutionReason,
     alert_acknowledged_event,
     alert_closed_event,
     alert_escalated_event,
+    alert_reopened_event,
     notification_failed_event,
     notification_sent_event,
     parse_notification,
@@ -69,12 +72,21 @@ def examples() -> list[Any]:
             request_id="r1",
         ),
         alert_closed_event(
-            AlertClosed(alert_id="al-1", by="DM 4411", principal="dev", closed_at=NOW),
+            AlertClosed(
+                alert_id="al-1",
+                by="DM 4411",
+                principal="dev",
+                reason=ResolutionReason.DUPLICATE,
+                closed_at=NOW,
+            ),
             request_id="r2",
         ),
         notification_sent_event(NotificationSent(**OUTCOME)),
         notification_failed_event(
             NotificationFailed(**OUTCOME, reason=FailureReason.SERVER_ERROR, detail="http_503")
+        ),
+        alert_reopened_event(
+            AlertReopened(alert_id="al-1", level=1, acknowledged_at=NOW, reopened_at=NOW)
         ),
     ]
 
@@ -92,12 +104,14 @@ def test_round_trip_through_json(event: Any) -> None:
 
 
 def test_ids_are_deterministic_where_a_repeat_must_be_a_duplicate() -> None:
-    escalated, ack, closed, sent, failed = examples()
+    escalated, ack, closed, sent, failed, reopened = examples()
     assert isinstance(escalated, AlertEscalatedEvent)
     assert escalated.id == "al-1:escalated:2"
     assert isinstance(ack, AlertAcknowledgedEvent)
     assert ack.id == "al-1:acknowledged:r1"
     assert closed.id == "al-1:closed:r2"
+    # One reopening per acknowledgement, however often the check runs.
+    assert reopened.id == f"al-1:reopened:{int(NOW.timestamp() * 1000)}"
     assert isinstance(sent, NotificationSentEvent)
     assert isinstance(failed, NotificationFailedEvent)
     # Sent or failed, one notification has one outcome id.

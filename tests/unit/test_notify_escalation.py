@@ -190,14 +190,30 @@ def test_acknowledged_between_repeats_stops_the_next_repeat(clock: FakeClock) ->
     assert (record.level, record.round) == (2, 1)
 
 
-def test_resolved_before_the_first_delivery_tells_nobody(clock: FakeClock) -> None:
-    # Raised and resolved together (the fulfilment was already known): nothing is sent.
-    record = open_record(raised(), CRITICAL, clock.now())
+def test_resolved_before_the_first_delivery_is_sent_once_as_a_resolved_breach(
+    clock: FakeClock,
+) -> None:
+    # Raised and resolved together (the fulfilment was already known, late): level 1 is
+    # told once that the breach happened and is resolved; no page, no all-clear after it.
+    record = open_record(raised(), CRITICAL, clock.now(), hold=timedelta(seconds=30))
     assert on_resolved(record, resolution(clock.now()), clock.now())
     decision = advance(record, clock.now(), LIMITS)
-    assert decision.dispatches == []
+    assert [(p.purpose, p.recipient.name, p.level) for p in decision.dispatches] == [
+        (NotificationPurpose.RESOLUTION, "duty-desk", 1)
+    ]
+    deliver_all(record, decision, clock.now())
+    assert advance(record, clock.now(), LIMITS).dispatches == []
     assert next_due(record, LIMITS) is None
-    assert kinds(record) == ["raised", "resolved"]
+    assert record.level == 0
+    assert kinds(record) == ["raised", "resolved", "notification"]
+
+
+def test_closed_by_hand_before_the_first_delivery_tells_nobody(clock: FakeClock) -> None:
+    # Whoever closed it in the console knows; there was no breach notice to correct.
+    record = open_record(raised(), CRITICAL, clock.now(), hold=timedelta(seconds=30))
+    closed = AlertClosed(alert_id="al-1", by="x", principal="p", closed_at=clock.now())
+    assert on_closed(record, closed)
+    assert advance(record, clock.now(), LIMITS).dispatches == []
 
 
 def test_resolved_while_level_one_is_in_flight_tells_the_recipient_once_reached(
