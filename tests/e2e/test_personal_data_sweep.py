@@ -3,8 +3,9 @@
 A marker that reads like personal data (a name and a date of birth) is put in every
 place a sender controls at the door: the envelope attributes, unknown field names and
 values, data fields, binary-mode headers and their names, the media type, the token,
-the path; and straight onto the events topic, as a control room on Kafka could. Every
-such request is refused, and then the 4xx bodies, the three services' logs, their
+the path; the read and act pages' paths, queries and bodies; and straight onto the
+events topic, as a control room on Kafka could. Every such request is refused (or, for
+a list filter, answered without it), and then the 4xx bodies, the three services' logs, their
 metrics, the dead-letter reasons, and every webhook and email body are searched: the
 marker is in none of them.
 
@@ -157,10 +158,8 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
     return code, reply if isinstance(reply, str) else json.dumps(reply)
 
 
-def test_free_text_is_refused_and_never_comes_out(
-    sweep: tuple[DevStack, Path], webhook: WebhookReceiver, smtp_inbox: SmtpInbox
-) -> None:
-    stack, log_path = sweep
+def door_replies(stack: DevStack) -> list[tuple[str, int, str]]:
+    """Send the marker in every place of a request to ingest; return each reply."""
     ingest = stack.url("ingest")
     auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
     structured = auth | {"Content-Type": "application/cloudevents+json"}
@@ -210,6 +209,43 @@ def test_free_text_is_refused_and_never_comes_out(
         ("path", *post(f"{ingest}{EVENTS}/{quote(MARKER)}", body, structured)),
         ("json", *post(f"{ingest}{EVENTS}", f'{{"id": "{MARKER}", '.encode(), structured)),
     ]
+    return replies
+
+
+def page_replies(stack: DevStack, alert_id: str) -> list[tuple[str, int, str]]:
+    """Send the marker in the read and act pages' paths, queries and bodies."""
+    # The read and act pages: free text in the path, the query and the body.
+    notify, risk = stack.url("notify"), stack.url("risk")
+    marked = quote(MARKER)
+    client = Client()
+    replies = [
+        ("child path", *client.request("GET", f"{risk}/v1/children/{marked}")[:2]),
+        ("alert path", *client.request("GET", f"{notify}/v1/alerts/{marked}")[:2]),
+        ("ack path", *client.request("POST", f"{notify}/v1/alerts/{marked}/ack", {})[:2]),
+    ]
+    for name in ("status", "rule", "severity", "area", "limit", "cursor"):
+        url = f"{notify}/v1/alerts?{name}={marked}"
+        replies.append((f"query {name}", *client.request("GET", url)[:2]))
+    for place, body in {
+        "unknown body field": {MARKER: 1},
+        "by with a control character": {"by": f"{MARKER}\n"},
+        "by not a string": {"by": [MARKER]},
+    }.items():
+        url = f"{notify}/v1/alerts/{alert_id}/ack"
+        replies.append((place, *client.request("POST", url, body)[:2]))
+    return [(place, status, json.dumps(reply)) for place, status, reply in replies]
+
+
+def test_free_text_is_refused_and_never_comes_out(
+    sweep: tuple[DevStack, Path], webhook: WebhookReceiver, smtp_inbox: SmtpInbox
+) -> None:
+    stack, log_path = sweep
+    ingest = stack.url("ingest")
+    structured = {
+        "Authorization": f"Bearer {DEV_TOKEN}",
+        "Content-Type": "application/cloudevents+json",
+    }
+    replies = door_replies(stack)
     for place, status, reply in replies:
         assert 400 <= status < 500, (place, status, reply)
         assert TAG not in reply, (place, reply)
@@ -237,6 +273,12 @@ def test_free_text_is_refused_and_never_comes_out(
 
     letters = wait_until(dead_letters, timeout=60)
     assert letters, "the invalid records were not all dead-lettered"
+
+    # The read and act pages: free text in the path, the query and the body.
+    replies = page_replies(stack, hooks[0]["alert"]["alert_id"])
+    for place, status, reply in replies:
+        assert status < 500, (place, status, reply)
+        assert TAG not in reply, (place, reply)
 
     # --- the sweep ---------------------------------------------------------------------
     for letter in letters:
