@@ -69,6 +69,8 @@ def unavailable(view: View, what: str) -> Response:
 
 def out_of_scope(view: View, area: str | None) -> Response:
     """Return the 403 for a token whose areas do not include the thing's area."""
+    message = f"token may not act on area {area!r}"
     return view.json(
-        {"error": "forbidden", "message": f"token may not act on area {area!r}"}, status=403
+        {"error": "forbidden", "message": message, "errors": [{"loc": "area", "msg": message}]},
+        status=403,
     )
