@@ -54,6 +54,7 @@ class AuditAction(StrEnum):
     ALERT_ACKNOWLEDGED = "alert.acknowledged"  # `alert_id` (alteration)
     ALERT_RESOLVED = "alert.resolved"  # `alert_id` (alteration)
     ALERT_NOTED = "alert.noted"  # `alert_id`: a note was added (its text is not here)
+    REPORT_VIEWED = "report.viewed"  # nothing more: aggregate figures, no one's record
 
 
 _REQUIRED: dict[AuditAction, str | None] = {
@@ -64,13 +65,14 @@ _REQUIRED: dict[AuditAction, str | None] = {
     AuditAction.ALERT_ACKNOWLEDGED: "alert_id",
     AuditAction.ALERT_RESOLVED: "alert_id",
     AuditAction.ALERT_NOTED: "alert_id",
+    AuditAction.REPORT_VIEWED: None,
 }
 
 
 class AuditRecord(ContractModel):
     """One audited action: ids, the action, the token's name and the time; nothing else.
 
-    Exactly the id field the action names is set (none for `alerts.listed`).
+    Exactly the id field the action names is set (none for `alerts.listed` and `report.viewed`).
     """
 
     action: AuditAction

@@ -26,6 +26,7 @@ from services.cli.api import AlertApi, ApiError
 from services.cli.backtest import BadArrival, Result, backtest
 from services.cli.export import ExportError, export
 from services.cli.policies import Checked, check_policy, routes
+from services.cli.report import report_app
 from services.common.durations import format_duration
 from services.common.kafka import KafkaSettings, Topics
 
@@ -38,8 +39,7 @@ policy_app = typer.Typer(help="Check a policy file and show its routes.", no_arg
 alerts_app = typer.Typer(help="List, read, acknowledge and resolve alerts.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(alerts_app, name="alerts")
-# `report timeliness` (issue 13, item 2) joins here as a `report` group once notify serves
-# GET /v1/reports/timeliness; it can reuse AlertApi's client, --url and --token.
+app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/report.py
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 

@@ -416,6 +416,20 @@ class NotifyService:
             audit_topic=self.audit_topic,
             registry=registry,
         )
+        # -- timeliness report (issue 13): its own global table, agent and page; see
+        # services/notify/reports/service.py for why it is right with several workers.
+        from services.notify.reports import add_reports  # noqa: PLC0415 - one wiring block
+
+        self.reports = add_reports(
+            self.app,
+            topics=self.topics,
+            partitions=settings.stream.partitions,
+            hold=self.processor.hold,
+            auth=auth,
+            clock=clock,
+            audit_topic=self.audit_topic,
+            registry=registry,
+        )
 
     async def _audit(self, action: AuditAction, principal: Principal, alert_id: str | None) -> None:
         await publish_audit(

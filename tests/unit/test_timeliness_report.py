@@ -1,0 +1,225 @@
+"""The timeliness report's pure parts: merging records into obligation states, the figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.outcomes import ObligationOutcome, OutcomeKind
+from services.notify.reports.state import (
+    ObligationState,
+    merge_closure,
+    merge_outcome,
+    reason_code,
+)
+from services.notify.reports.timeliness import Query, percentile, sentence, timeliness, to_csv
+
+D = timedelta(days=1)
+H = timedelta(hours=1)
+NOW = datetime(2026, 2, 1, tzinfo=UTC)
+RULE = "social-care-referral"
+
+
+def obligation(
+    due: datetime,
+    *,
+    fulfilled: datetime | None = None,
+    closed: datetime | None = None,
+    reason: str | None = None,
+    rule: str = RULE,
+    area: str | None = "north",
+    window: timedelta = D,
+) -> ObligationState:
+    return ObligationState(
+        rule=rule,
+        area=area,
+        severity="high",
+        triggered=(due - window).timestamp(),
+        due=due.timestamp(),
+        fulfilled=fulfilled.timestamp() if fulfilled else None,
+        breached=fulfilled is None or fulfilled > due,
+        closed=closed.timestamp() if closed else None,
+        reason=reason,
+        seen=due.timestamp(),
+    )
+
+
+def jan(day: int) -> datetime:
+    return datetime(2026, 1, day, 12, tzinfo=UTC)
+
+
+# The inspection's finding, as a known set: of ten referrals (due in January, 24 h after
+# the incident), four took over 25 days from the incident.
+KNOWN = [
+    # four referrals 26, 27, 30 and 40 days after the incident: 25, 26, 29, 39 days late
+    obligation(jan(2), fulfilled=jan(2) + 25 * D),
+    obligation(jan(3), fulfilled=jan(3) + 26 * D),
+    obligation(jan(4), fulfilled=jan(4) + 29 * D),
+    obligation(jan(5), fulfilled=jan(5) + 39 * D),
+    # four on time (an hour early), one 2 hours late
+    *[obligation(jan(d), fulfilled=jan(d) - H) for d in (6, 7, 8, 9)],
+    obligation(jan(10), fulfilled=jan(10) + 2 * H),
+    # still open, due 20 January: 11.5 days late at NOW, 12.5 days since the incident
+    obligation(jan(20)),
+    # closed by hand, never fulfilled: apart from the ten
+    obligation(jan(11), closed=jan(12), reason="duplicate"),
+    # open with time left (due in February): not judged yet
+    obligation(datetime(2026, 2, 10, tzinfo=UTC)),
+    # outside the period, another area, another rule
+    obligation(datetime(2025, 12, 20, tzinfo=UTC), fulfilled=datetime(2025, 12, 20, tzinfo=UTC)),
+    obligation(jan(6), fulfilled=jan(6) + 30 * D, area="south"),
+    obligation(jan(6), fulfilled=jan(6), rule="welfare-check", window=12 * H),
+]
+
+QUERY = Query(
+    start=datetime(2026, 1, 1, tzinfo=UTC),
+    end=datetime(2026, 3, 1, tzinfo=UTC),
+    over=25 * D,
+    rule=RULE,
+    area="north",
+)
+
+
+def test_the_known_set_gives_the_inspectors_figures() -> None:
+    body = timeliness(KNOWN, QUERY, NOW).to_json()
+
+    [row] = body["rows"]
+    assert (row["rule"], row["area"]) == (RULE, "north")
+    assert row["due"] == 11
+    assert (row["met_on_time"], row["met_late"], row["open_overdue"]) == (4, 5, 1)
+    assert row["closed_by_hand"] == 1
+    assert row["closed_by_hand_by_reason"] == {"duplicate": 1}
+    assert row["not_yet_due"] == 1
+    assert row["on_time_percent"] == 36.4  # 4 of 11
+    # lateness, sorted: 0 0 0 0 2h 11.5d 25d 26d 29d 39d (nearest rank: 5th and 9th)
+    assert row["lateness_median_seconds"] == 2 * 3600
+    assert row["lateness_p90_seconds"] == 29 * 86400
+    assert (row["over"], row["measured"]) == (4, 10)
+    assert row["sentence"] == "4 of 10 over 25 days"
+
+
+def test_months_split_by_due_time_and_add_up() -> None:
+    body = timeliness(KNOWN, QUERY, NOW).to_json()
+
+    months = {m["month"]: m for m in body["months"]}
+    assert set(months) == {"2026-01", "2026-02"}
+    assert months["2026-01"]["due"] == 11
+    assert months["2026-01"]["sentence"] == "4 of 10 over 25 days"
+    assert months["2026-02"]["due"] == 0
+    assert months["2026-02"]["not_yet_due"] == 1
+    assert months["2026-02"]["on_time_percent"] is None
+    assert body["total"]["due"] == sum(m["due"] for m in body["months"])
+
+
+def test_without_filters_every_rule_and_area_in_the_period_counts() -> None:
+    query = Query(start=QUERY.start, end=QUERY.end, over=25 * D)
+    body = timeliness(KNOWN, query, NOW).to_json()
+
+    keys = {(r["rule"], r["area"]) for r in body["rows"]}
+    assert keys == {(RULE, "north"), (RULE, "south"), ("welfare-check", "north")}
+    assert body["total"]["due"] == 13
+    assert {r["rule"]: r["due"] for r in body["rules"]} == {RULE: 12, "welfare-check": 1}
+    assert body["rules"][0]["sentence"] == "5 of 11 over 25 days"
+
+
+def test_areas_the_caller_may_not_see_are_left_out() -> None:
+    query = Query(start=QUERY.start, end=QUERY.end, over=25 * D)
+    body = timeliness(KNOWN, query, NOW, visible=lambda area: area in {None, "south"}).to_json()
+
+    assert [(r["rule"], r["area"]) for r in body["rows"]] == [(RULE, "south")]
+
+
+def test_lateness_distribution_by_rule() -> None:
+    body = timeliness(KNOWN, QUERY, NOW).to_json()
+
+    buckets = {b["bucket"]: b["count"] for b in body["lateness_distribution"][RULE]}
+    assert buckets == {
+        "on time": 4,
+        "up to 1 h": 0,
+        "1 h to 1 d": 1,
+        "1 to 7 d": 0,
+        "7 to 25 d": 2,  # 11.5 days open, 25 days exactly
+        "over 25 d": 3,
+    }
+
+
+def test_csv_parses_back_to_the_json_figures() -> None:
+    report = timeliness(KNOWN, QUERY, NOW)
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+
+    whole = rows[0]
+    assert whole["period"] == "2026-01-01T00:00:00Z/2026-03-01T00:00:00Z"
+    assert (whole["rule"], whole["area"], whole["due"]) == (RULE, "north", "11")
+    assert whole["closed_by_hand_by_reason"] == "duplicate=1"
+    assert whole["sentence"] == "4 of 10 over 25 days"
+    assert [r["period"] for r in rows[1:]] == ["2026-01", "2026-02"]
+    assert rows[2]["on_time_percent"] == ""
+
+
+def test_percentile_and_sentence() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0], 90) == 3.0
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.0
+    assert percentile([float(n) for n in range(1, 11)], 90) == 9.0
+    assert sentence(1, 1, timedelta(days=1)) == "1 of 1 over 1 day"
+    assert sentence(0, 3, timedelta(hours=36)) == "0 of 3 over 1d12h"
+
+
+def _outcome(kind: OutcomeKind, at: datetime, **extra: Any) -> ObligationOutcome:
+    return ObligationOutcome(
+        obligation_id="al-0123",
+        outcome=kind,
+        rule=RULE,
+        severity="high",
+        area="north",
+        subject_kind="child",
+        subject_id="C-1",
+        triggered_at=jan(1),
+        due_at=jan(2),
+        at=at,
+        **extra,
+    )
+
+
+def test_merging_is_the_same_in_any_order_and_when_repeated() -> None:
+    records = [
+        ("outcome", _outcome(OutcomeKind.OPENED, jan(1))),
+        ("outcome", _outcome(OutcomeKind.BREACHED, jan(2))),
+        ("outcome", _outcome(OutcomeKind.MET, jan(9), fulfilled_at=jan(8), late_by_seconds=1.0)),
+        ("closed", (jan(5), "duplicate")),
+        ("closed", (jan(6), "no_further_action")),
+    ]
+
+    def apply(order: tuple[tuple[str, object], ...]) -> ObligationState | None:
+        state: ObligationState | None = None
+        for kind, record in order:
+            if kind == "outcome":
+                assert isinstance(record, ObligationOutcome)
+                state = merge_outcome(state, record)
+            else:
+                assert isinstance(record, tuple)
+                state = merge_closure(state, record[0], record[1])
+        return state
+
+    results = {apply(order) for order in itertools.permutations(records)}
+    results.add(apply((*records, *records)))
+    assert len(results) == 1
+    [state] = results
+    assert state is not None
+    assert (state.breached, state.fulfilled, state.closed) == (
+        True,
+        jan(8).timestamp(),
+        jan(5).timestamp(),
+    )
+    assert state.reason == "duplicate"
+    assert ObligationState.decode(state.encode()) == state
+    assert b"C-1" not in state.encode()  # no subject id in the table
+
+
+def test_reason_codes_are_bounded() -> None:
+    assert reason_code(None) == "unspecified"
+    assert reason_code("no_further_action") == "no_further_action"
+    assert reason_code("Mrs Smith moved away") == "other"
