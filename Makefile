@@ -43,7 +43,9 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build *.egg-info
 
 # System tools the operations checks need: promtool from Debian's prometheus package,
-# installed here when missing (CI runs as root). kubectl comes from the dev extra.
+# installed here when missing (CI runs as root). kubectl comes from the dev extra. The
+# console's browser tests (tests/browser) need Debian's chromium, driven by Playwright
+# with the system executable (Playwright's own browser downloads are not used).
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 tools:
@@ -51,6 +53,10 @@ tools:
 		&& { $(APT_INSTALL) prometheus >/dev/null 2>&1 \
 		|| { apt-get update -qq && $(APT_INSTALL) prometheus >/dev/null; }; }; } \
 		|| { echo "the ops checks need promtool: apt-get install prometheus" >&2; exit 1; }
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { $(APT_INSTALL) chromium >/dev/null 2>&1 \
+		|| { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }; } \
+		|| { echo "the browser tests need chromium: apt-get install chromium" >&2; exit 1; }
 
 ops-check: $(STAMP) tools
 	$(BIN)/pytest -p no:cacheprovider -q tests/ops -m "not e2e"

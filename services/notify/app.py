@@ -60,6 +60,8 @@ from services.common.processor import (
     RetryPolicy,
 )
 from services.common.streams import faust_options, raw_topic
+from services.notify.console import ConsoleConfig, add_console
+from services.notify.console.sessions import Sessions, TokenIdentity
 from services.notify.delivery import Content, Deliverer, Result
 from services.notify.escalation import (
     Decision,
@@ -75,7 +77,7 @@ from services.notify.escalation import (
     prune_deliveries,
     siblings_of,
 )
-from services.notify.http import AlertReads, add_alert_pages
+from services.notify.http import AlertActions, AlertReads, add_alert_pages
 from services.notify.index import AlertIndex
 from services.notify.ledger import AlertRecord, AlertStatus, PendingDelivery
 from services.notify.metrics import NotifyMetrics
@@ -402,20 +404,31 @@ class NotifyService:
             publish=self._publish_action,
             audit=self._audit,
         )
-        # -- timeliness report (issue 13): its own global table, agent and page; see
-        # services/notify/reports/service.py for why it is right with several workers.
-        from services.notify.reports import add_reports  # noqa: PLC0415 - one wiring block
-
-        self.reports = add_reports(
-            self.app,
-            topics=self.topics,
-            partitions=settings.stream.partitions,
-            hold=self.processor.hold,
-            auth=auth,
-            clock=clock,
-            audit_topic=self.audit_topic,
-            registry=registry,
+        # -- the duty-manager console (issue 12): its own block, same reads and actions --
+        self.sessions = Sessions(
+            clock,
+            idle=timedelta(seconds=settings.console.session_idle_seconds),
+            max_age=timedelta(seconds=settings.console.session_max_seconds),
         )
+        reads = AlertReads(
+            index=self.index, get=self.processor.get, partitions=self.processor.active_partitions
+        )
+        add_console(
+            self.app,
+            reads,
+            actions=AlertActions(
+                reads, clock=clock, publish=self._publish_action, audit=self._audit
+            ),
+            audit=self._audit,
+            clock=clock,
+            identity=TokenIdentity(auth),
+            sessions=self.sessions,
+            config=ConsoleConfig.of(
+                risk_url=str(settings.risk_url) if settings.risk_url else None,
+                refresh_seconds=settings.console.refresh_seconds,
+            ),
+        )
+        # -- end of the console block --
         # -- timeliness report (issue 13): its own global table, agent and page; see
         # services/notify/reports/service.py for why it is right with several workers.
         from services.notify.reports import add_reports  # noqa: PLC0415 - one wiring block

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import structlog
 
-from schemas.alerts import AlertRaised
+from schemas.alerts import AlertRaised, Severity
 from schemas.notifications import Channel, FailureReason, NotificationPurpose
 from services.common.clock import Clock
 from services.notify.channels import Attempt, EmailChannel, WebhookChannel
@@ -151,7 +151,7 @@ def email_message(content: Content, pending: PendingDelivery, *, sender: str) ->
     if content.members:
         subject = (
             f"[Safeguard] {head}: {len(content.members)} alerts from one event, "
-            f"highest {max(m.severity for m in content.members)}"
+            f"highest {max(Severity(m.severity) for m in content.members).value}"
         )
     rows = [
         ("Alert", alert.alert_id),

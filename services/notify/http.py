@@ -14,7 +14,6 @@ owner is not built yet.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,18 +22,19 @@ from typing import Annotated, Any
 import faust
 import structlog
 from faust.web import Request, Response, View
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from schemas.audit import AuditAction
-from schemas.errors import format_validation_error
 from schemas.notifications import (
     AlertAcknowledged,
     AlertClosed,
+    ResolutionReason,
     alert_acknowledged_event,
     alert_closed_event,
 )
 from services.common.audit import AuditUnavailable, is_identifier
 from services.common.auth import Authenticator, Principal, Role
+from services.common.bodies import BodyRefused, parse_body
 from services.common.clock import Clock
 from services.common.faust_web import authorise, error, out_of_scope, unavailable
 from services.notify.index import MAX_PAGE, AlertFilter, AlertIndex, decode_cursor
@@ -46,7 +46,10 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 class ActionRequest(BaseModel):
-    """Body of `POST .../ack` and `.../resolve`; both fields optional."""
+    """Body of `POST .../ack` and `.../resolve`; every field optional.
+
+    `reason` is for resolving only: why the alert is closed without a fulfilment.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,6 +57,75 @@ class ActionRequest(BaseModel):
     note: (
         Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]{1,1000}$")] | None
     ) = None
+    reason: ResolutionReason | None = None
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What acknowledging or resolving came to: 202 with the event, or a refusal."""
+
+    status: int
+    error: str | None = None
+    message: str = ""
+    event_id: str | None = None
+    current: AlertStatus | None = None
+
+
+class AlertActions:
+    """Acknowledge and resolve, checked, audited and published: the API and the console."""
+
+    def __init__(self, reads: AlertReads, *, clock: Clock, publish: Publish, audit: Audit) -> None:
+        self.reads = reads
+        self.clock = clock
+        self.publish = publish
+        self.audit = audit
+
+    async def act(  # noqa: PLR0911 - one refusal per check
+        self, principal: Principal, alert_id: str, role: Role, body: ActionRequest
+    ) -> ActionResult:
+        """Check the caller may act on the alert in its state, record it, then publish."""
+        if not principal.has(role):
+            return ActionResult(403, "forbidden", f"token lacks the {role.value!r} role")
+        if body.reason is not None and role is not Role.RESOLVE:
+            return ActionResult(422, "invalid_body", "a reason is given when resolving only")
+        record = self.reads.get(alert_id) if is_identifier(alert_id) else None
+        if record is None:
+            return ActionResult(404, "not_found", "no such alert")
+        if not principal.may_see_area(record.alert.area):
+            return ActionResult(
+                403, "forbidden", f"token may not act on area {record.alert.area!r}"
+            )
+        allowed = (
+            {AlertStatus.OPEN}
+            if role is Role.ACKNOWLEDGE
+            else {AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED}
+        )
+        if record.status not in allowed:
+            return ActionResult(
+                409, "conflict", f"the alert is {record.status.value}", current=record.status
+            )
+        value, event_id = _event(self.clock, alert_id, role, principal, body)
+        action = (
+            AuditAction.ALERT_ACKNOWLEDGED
+            if role is Role.ACKNOWLEDGE
+            else AuditAction.ALERT_RESOLVED
+        )
+        try:
+            # Recorded before it is done: an alteration without its record must not happen.
+            await self.audit(action, principal, alert_id)
+            if body.note is not None:
+                await self.audit(AuditAction.ALERT_NOTED, principal, alert_id)
+        except AuditUnavailable:
+            return ActionResult(503, "unavailable", "the audit record of this action")
+        try:
+            await self.publish(alert_id, value)
+        except Exception:
+            log.exception("action_not_published", alert_id=alert_id, role=role.value)
+            return ActionResult(503, "unavailable", "the event")
+        log.info(
+            "alert_action_accepted", alert_id=alert_id, role=role.value, principal=principal.name
+        )
+        return ActionResult(202, event_id=event_id)
 
 
 @dataclass(frozen=True)
@@ -91,7 +163,7 @@ def _limit(query: Any) -> int:  # noqa: ANN401 - aiohttp's MultiDict
     return int(raw)
 
 
-def add_alert_pages(  # noqa: C901, PLR0913, PLR0915 - one closure per page
+def add_alert_pages(  # noqa: C901, PLR0913 - one closure per page
     app: faust.App,
     reads: AlertReads,
     *,
@@ -156,9 +228,9 @@ def add_alert_pages(  # noqa: C901, PLR0913, PLR0915 - one closure per page
         assert record is not None  # noqa: S101 - find returns one or the other
         return self.json(record.public())
 
-    async def act(  # noqa: PLR0911 - one refusal per check
-        view: View, request: Request, alert_id: str, role: Role
-    ) -> Response:
+    actions = AlertActions(reads, clock=clock, publish=publish, audit=audit)
+
+    async def act(view: View, request: Request, alert_id: str, role: Role) -> Response:
         principal, refusal = authorise(view, request, auth, role)
         if refusal is not None:
             return refusal
@@ -167,46 +239,16 @@ def add_alert_pages(  # noqa: C901, PLR0913, PLR0915 - one closure per page
         if problem is not None:
             return problem
         assert body is not None  # noqa: S101
-        record, refusal = find(view, principal, alert_id)
-        if refusal is not None:
-            return refusal
-        assert record is not None  # noqa: S101 - find returns one or the other
-        allowed = (
-            {AlertStatus.OPEN}
-            if role is Role.ACKNOWLEDGE
-            else {
-                AlertStatus.OPEN,
-                AlertStatus.ACKNOWLEDGED,
-            }
-        )
-        if record.status not in allowed:
-            return error(
-                view, 409, "conflict", f"the alert is {record.status.value}", current=record.status
+        result = await actions.act(principal, alert_id, role, body)
+        if result.status == 202:  # noqa: PLR2004 - accepted
+            return view.json(
+                {"alert_id": alert_id, "event_id": result.event_id, "status": "accepted"},
+                status=202,
             )
-        value, event_id = _event(clock, alert_id, role, principal, body)
-        action = (
-            AuditAction.ALERT_ACKNOWLEDGED
-            if role is Role.ACKNOWLEDGE
-            else AuditAction.ALERT_RESOLVED
-        )
-        try:
-            # Recorded before it is done: an alteration without its record must not happen.
-            await audit(action, principal, alert_id)
-            if body.note is not None:
-                await audit(AuditAction.ALERT_NOTED, principal, alert_id)
-        except AuditUnavailable:
-            return unavailable(view, "the audit record of this action")
-        try:
-            await publish(alert_id, value)
-        except Exception:
-            log.exception("action_not_published", alert_id=alert_id, role=role.value)
-            return unavailable(view, "the event")
-        log.info(
-            "alert_action_accepted", alert_id=alert_id, role=role.value, principal=principal.name
-        )
-        return view.json(
-            {"alert_id": alert_id, "event_id": event_id, "status": "accepted"}, status=202
-        )
+        if result.status == 503:  # noqa: PLR2004 - not recorded or not published
+            return unavailable(view, result.message)
+        extra = {"current": result.current} if result.current is not None else {}
+        return error(view, result.status, result.error or "error", result.message, **extra)
 
     @app.page("/v1/alerts/{alert_id}/ack")
     class Acknowledge(View):
@@ -220,20 +262,11 @@ def add_alert_pages(  # noqa: C901, PLR0913, PLR0915 - one closure per page
 
 
 async def _read_body(view: View, request: Request) -> tuple[ActionRequest | None, Response | None]:
-    raw = await request.read()
-    if len(raw) > MAX_BODY_BYTES:
-        return None, error(view, 413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        return ActionRequest(), None
+    # pydantic's own JSON parser: a 5,000-digit integer or deep nesting is a 400, not a 500.
     try:
-        parsed = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None, error(view, 400, "invalid_json", "the body is not JSON")
-    try:
-        return ActionRequest.model_validate(parsed), None
-    except ValidationError as exc:
-        errors = [e.model_dump() for e in format_validation_error(exc)]
-        return None, error(view, 422, "invalid_body", "the body is not valid", errors=errors)
+        return parse_body(await request.read(), ActionRequest, max_bytes=MAX_BODY_BYTES), None
+    except BodyRefused as exc:
+        return None, view.json(exc.body(), status=exc.status)
 
 
 def _event(
@@ -256,7 +289,12 @@ def _event(
         return ack.to_json(), ack.id
     closed = alert_closed_event(
         AlertClosed(
-            alert_id=alert_id, by=by, principal=principal.name, note=body.note, closed_at=now
+            alert_id=alert_id,
+            by=by,
+            principal=principal.name,
+            note=body.note,
+            reason=body.reason,
+            closed_at=now,
         ),
         request_id=request_id,
     )

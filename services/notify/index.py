@@ -191,6 +191,15 @@ class AlertIndex:
         """Return the ids of this worker's alerts raised by one trigger event."""
         return set(self._by_trigger.get((source, event_id), ()))
 
+    def subject(self, kind: str, subject_id: str) -> list[AlertSummary]:
+        """Return this worker's alerts about one child (offender, enquiry), newest first."""
+        found = [
+            s
+            for s in self._summaries.values()
+            if s.subject_kind == kind and s.subject_id == subject_id
+        ]
+        return sorted(found, key=AlertSummary.order)
+
     def get(self, alert_id: str) -> AlertSummary | None:
         """Return one alert's summary, if this worker owns it."""
         return self._summaries.get(alert_id)
