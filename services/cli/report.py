@@ -13,7 +13,6 @@ and the inspector's sentence ("4 of 10 over 25 days"). `csv` is the API's own CS
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -21,7 +20,7 @@ import httpx
 import typer
 
 from services.cli.api import TIMEOUT_SECONDS, ApiError
-from services.common.durations import format_duration
+from services.notify.reports.timeliness import readable
 
 report_app = typer.Typer(help="Reports from the notify service.", no_args_is_help=True)
 
@@ -66,12 +65,6 @@ def fetch(
     raise ApiError(response.status_code, f"{response.status_code} {message}")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return format_duration(timedelta(seconds=round(seconds))) if seconds else "0"
-
-
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [["-" if v is None else str(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
@@ -90,8 +83,8 @@ def _figures(row: dict[str, Any]) -> list[object]:
         row["open_overdue"],
         by_hand,
         None if percent is None else f"{percent:.1f}%",
-        _duration(row["lateness_median_seconds"]),
-        _duration(row["lateness_p90_seconds"]),
+        readable(row["lateness_median_seconds"]),
+        readable(row["lateness_p90_seconds"]),
         row["sentence"],
     ]
 

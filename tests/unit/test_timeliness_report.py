@@ -8,14 +8,25 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from schemas.outcomes import ObligationOutcome, OutcomeKind
+from services.notify.reports.page import render_page
+from services.notify.reports.service import parse_query, representation
 from services.notify.reports.state import (
     ObligationState,
     merge_closure,
     merge_outcome,
     reason_code,
 )
-from services.notify.reports.timeliness import Query, percentile, sentence, timeliness, to_csv
+from services.notify.reports.timeliness import (
+    Query,
+    percentile,
+    readable,
+    sentence,
+    timeliness,
+    to_csv,
+)
 
 D = timedelta(days=1)
 H = timedelta(hours=1)
@@ -223,3 +234,60 @@ def test_reason_codes_are_bounded() -> None:
     assert reason_code(None) == "unspecified"
     assert reason_code("no_further_action") == "no_further_action"
     assert reason_code("Mrs Smith moved away") == "other"
+
+
+def test_lateness_for_people() -> None:
+    assert [readable(s) for s in (None, 0.0, -5.0, 90.0, 7.5 * 3600, 31.2 * 86400)] == [
+        "-",
+        "0",
+        "0",
+        "2 min",
+        "7.5 h",
+        "31.2 d",
+    ]
+
+
+def test_the_page_draws_each_rule_and_escapes_what_it_shows() -> None:
+    odd = obligation(jan(6), fulfilled=jan(6), rule="<script>", area="<b>")
+    page = render_page(timeliness([*KNOWN, odd], Query(QUERY.start, QUERY.end, 25 * D), NOW))
+
+    assert "4 of 10 over 25 days" in page
+    assert page.count('aria-label="Percent met on time by month') == 3
+    assert page.count('aria-label="Lateness distribution') == 3
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_query_parameters() -> None:
+    query = parse_query(
+        {"from": "2026-01-01", "to": "2026-07-01T00:00:00+01:00", "over": "14d"}, NOW
+    )
+    assert (query.start, query.end) == (
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 6, 30, 23, tzinfo=UTC),
+    )
+    assert query.over == 14 * D
+    default = parse_query({}, NOW)  # 1 February: August to February, February included
+    assert (default.start, default.end, default.over) == (
+        datetime(2025, 8, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, tzinfo=UTC),
+        25 * D,
+    )
+    for bad in (
+        {"from": "2026-07-01", "to": "2026-01-01"},
+        {"from": "yesterday"},
+        {"to": "2026-01-01T00:00:00"},
+        {"over": "0d"},
+        {"over": "a while"},
+    ):
+        with pytest.raises(ValueError, match=r"from|to|over"):
+            parse_query(bad, NOW)
+
+
+def test_representation_by_format_then_accept() -> None:
+    assert representation(None, None) == "json"
+    assert representation(None, "text/csv") == "csv"
+    assert representation(None, "text/html,application/xhtml+xml") == "html"
+    assert representation("json", "text/csv") == "json"
+    with pytest.raises(ValueError, match="format"):
+        representation("xml", None)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from jinja2 import Environment, select_autoescape
 
 from services.common.durations import format_duration
-from services.notify.reports.timeliness import LATENESS_BUCKETS, Figures, Report
+from services.notify.reports.timeliness import LATENESS_BUCKETS, Figures, Report, readable
 
 # Colours that stay apart for the common colour-vision deficiencies (Okabe-Ito order,
 # from on time to furthest late).
@@ -59,6 +59,12 @@ def _months(report: Report) -> list[str]:
     return months
 
 
+def _month_label(month: str) -> str:
+    """`2026-03` -> `Mar`; January says its year (`Jan 27`), so a year's turn shows."""
+    moment = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    return moment.strftime("%b") if moment.month != 1 else moment.strftime("%b %y")
+
+
 def on_time_bars(report: Report) -> dict[str, list[Bar]]:
     """Return, per rule, one bar per month of the period: % met on time (areas together)."""
     by_rule: dict[str, dict[str, Figures]] = defaultdict(dict)
@@ -82,7 +88,7 @@ def on_time_bars(report: Report) -> dict[str, list[Bar]]:
                     x=10 + i * (BAR_WIDTH + 8),
                     height=height,
                     label=label,
-                    month=month[2:],
+                    month=_month_label(month),
                     title=title,
                 )
             )
@@ -107,14 +113,8 @@ def lateness_segments(report: Report, width: float = 600) -> dict[str, list[Segm
     return out
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    return format_duration(timedelta(seconds=round(seconds))) if seconds else "0"
-
-
 _ENV = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-_ENV.filters["duration"] = _duration
+_ENV.filters["duration"] = lambda seconds: readable(seconds, "–")
 
 _TEMPLATE = _ENV.from_string(
     """<!doctype html>
@@ -132,7 +132,7 @@ h2 { font-size: 1.15rem; margin-top: 2rem; }
 figure { margin: 0; border: 1px solid #d8dde0; padding: .5rem .75rem; }
 figcaption { font-weight: 600; font-size: .9rem; margin-bottom: .25rem; }
 table { border-collapse: collapse; font-size: .85rem; margin-top: .5rem; }
-th, td { border-bottom: 1px solid #d8dde0; padding: .3rem .5rem; text-align: right; }
+th, td { border-bottom: 1px solid #d8dde0; padding: .3rem .5rem; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
 td.sentence { text-align: left; font-weight: 600; }
 .legend span { display: inline-block; margin-right: 1rem; font-size: .85rem; }

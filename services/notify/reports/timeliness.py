@@ -112,6 +112,19 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
+def readable(seconds: float | None, none: str = "-") -> str:
+    """Return a lateness for people: `0`, `25 min`, `7.5 h`, `31.2 d` (None: `none`)."""
+    if seconds is None:
+        return none
+    if seconds <= 0:
+        return "0"
+    if seconds < 3600:  # noqa: PLR2004 - an hour
+        return f"{max(1, round(seconds / 60))} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
 def sentence(n: int, m: int, over: timedelta) -> str:
     """Return the inspector's sentence: "4 of 10 over 25 days"."""
     days = over.total_seconds() / 86400
