@@ -95,8 +95,8 @@ class Figures:
             "closed_by_hand_by_reason": dict(sorted(self.reasons.items())),
             "not_yet_due": self.not_yet_due,
             "on_time_percent": self.on_time_percent,
-            "lateness_median_seconds": percentile(self.lateness, 50),
-            "lateness_p90_seconds": percentile(self.lateness, 90),
+            "lateness_median_seconds": _whole(percentile(self.lateness, 50)),
+            "lateness_p90_seconds": _whole(percentile(self.lateness, 90)),
             "over": n,
             "measured": len(self.delays),
             "sentence": sentence(n, len(self.delays), over),
@@ -123,6 +123,11 @@ def readable(seconds: float | None, none: str = "-") -> str:
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def _whole(seconds: float | None) -> int | None:
+    # Whole seconds: an open obligation's lateness is measured to the microsecond of `now`.
+    return None if seconds is None else round(seconds)
 
 
 def sentence(n: int, m: int, over: timedelta) -> str:
