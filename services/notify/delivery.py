@@ -29,7 +29,7 @@ from schemas.alerts import AlertRaised, Severity
 from schemas.notifications import Channel, FailureReason, NotificationPurpose
 from services.common.clock import Clock
 from services.notify.channels import Attempt, EmailChannel, WebhookChannel
-from services.notify.ledger import AlertRecord, GroupMember, PendingDelivery
+from services.notify.ledger import AlertRecord, AlertStatus, GroupMember, PendingDelivery
 from services.notify.metrics import NotifyMetrics
 from services.notify.retry import Backoff
 
@@ -85,7 +85,7 @@ class Content:
             resolution=resolution,
             public_url=public_url,
             members=members,
-            reopened=record.reopened_at is not None and pending is not None and pending.round > 0,
+            reopened=record.reopened_at is not None and record.status is AlertStatus.OPEN,
             resolved_breach=record.level == 0 and resolution is not None,
         )
 

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 LEVEL_2_AFTER = 25
+ACK_TIMEOUT = 45
 CHILD = f"C-CON-{uuid.uuid4().hex[:6]}"
 DUTY_EMAIL = "duty-managers@example.org"
 
@@ -52,6 +53,8 @@ def policy_file(folder: Path) -> Path:
             level["after"] = f"{LEVEL_2_AFTER * number}s"
         ladder["repeat"] = "1h"
     policy["group_window"] = "2s"
+    # An acknowledgement of a high alert holds 45 s here (4 h by default).
+    policy["escalation"]["high"]["ack_timeout"] = f"{ACK_TIMEOUT}s"
     policy["routing"]["default"]["duty-manager"] = ["duty-desk", "duty-email"]
     policy["receivers"]["duty-email"] = {"channel": "email", "to": [DUTY_EMAIL]}
     path = folder / "policy.yaml"
@@ -247,6 +250,14 @@ def test_acknowledging_with_a_note_stops_level_two(
 ) -> None:
     referral = alert_of(console, tokens, "social-care-referral")
     alert_id = referral["alert_id"]
+    # The duty desk is paged first (level 1, after the 2 s group window), then acts.
+    assert webhook.wait_for(
+        lambda b: (
+            b["level"] == 1
+            and alert_id in [b["alert"]["alert_id"], *(a["alert_id"] for a in b.get("alerts", []))]
+        ),
+        timeout=30,
+    )
     page = duty.new_page()
     page.goto(f"{console.url('notify')}/console/queue")
     # Keyboard only: Tab to the alert's link and follow it with Enter.
@@ -289,6 +300,27 @@ def test_acknowledging_with_a_note_stops_level_two(
     page.reload()
     expect(page.locator("tr[data-level='2'] .state")).to_have_text("not needed (acknowledged)")
     screenshot(page, "alert")
+    page.close()
+
+
+def test_an_acknowledgement_without_the_work_done_reopens_the_alert(
+    duty: BrowserContext, console: DevStack, tokens: TokenSet, webhook: WebhookReceiver
+) -> None:
+    alert_id = alert_of(console, tokens, "social-care-referral")["alert_id"]
+    page = duty.new_page()
+    page.goto(f"{console.url('notify')}/console/queue?rule=social-care-referral")
+    row = page.locator("#queue-live tbody tr", has_text=CHILD)
+    expect(row).to_contain_text("ack. by duty-all")
+    # Still unmet ACK_TIMEOUT after the acknowledgement: open again, shown without reload.
+    expect(row.locator(".badge.reopened")).to_have_text("re-opened", timeout=60_000)
+    again = webhook.wait_for(
+        lambda b: b["alert"]["alert_id"] == alert_id and b.get("reopened") is True, timeout=10
+    )
+    assert [(b["level"], b["round"]) for b in again] == [(1, 1)]
+    assert again[0]["console_url"].endswith(f"/console/alerts/{alert_id}")
+    detail = api(console, tokens, f"/v1/alerts/{alert_id}")
+    assert detail["status"] == "open"
+    assert "reopened" in [e["kind"] for e in detail["timeline"]]
     page.close()
 
 

@@ -295,3 +295,20 @@ def test_siblings_are_the_same_trigger_within_the_window() -> None:
     table.open(later, T0)
     table.open(raised("al-x", trigger="inc-9"), T0)
     assert [s.alert.alert_id for s in siblings_of(a, table.records.values(), HOLD)] == ["al-a"]
+
+
+def test_an_alert_acknowledged_before_level_one_went_out_pages_level_one_when_reopened(
+    clock: FakeClock,
+) -> None:
+    # Seen in the console during the group window and acknowledged there: nobody was
+    # paged. If the work is still not done after the timeout, level 1 is paged then.
+    record = open_record(raised("al-1"), HIGH, clock.now(), hold=HOLD)
+    ack = AlertAcknowledged(alert_id="al-1", by="x", principal="p", acknowledged_at=clock.now())
+    assert on_acknowledged(record, ack)
+    clock.advance(HOLD)
+    assert advance(record, clock.now(), LIMITS).dispatches == []
+    clock.set(T0 + timedelta(hours=4))
+    decision = advance(record, clock.now(), LIMITS)
+    assert decision.reopened is not None
+    assert who(decision) == [("duty-desk", 1, 0)]
+    assert record.status is AlertStatus.OPEN
