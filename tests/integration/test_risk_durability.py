@@ -20,6 +20,7 @@ from devtools.broker import create_topics, free_port
 from devtools.stack import DEFAULT_POLICY, DevStack, ServiceSpec
 from services.common.processes import kill, spawn
 from tests.fixtures.broker import produce, read_all
+from tests.fixtures.events import neglect_records
 
 pytestmark = pytest.mark.integration
 
@@ -78,23 +79,7 @@ def wait_ready(stack: DevStack, name: str, timeout: float = 90) -> None:
 
 
 def incidents(count: int, at: datetime, tag: str) -> list[tuple[bytes, bytes]]:
-    records = []
-    for n in range(count):
-        child = f"C-{tag}-{n}"
-        event = {
-            "specversion": "1.0",
-            "id": f"{tag}-{n}",
-            "source": "urn:safeguard:source:durability",
-            "type": "incident.reported",
-            "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "data": {
-                "incident_id": f"INC-{tag}-{n}",
-                "category": "neglect",
-                "children": [{"child_id": child, "present": False}],
-            },
-        }
-        records.append((child.encode(), json.dumps(event).encode()))
-    return records
+    return neglect_records(count, at, tag, source="urn:safeguard:source:durability")
 
 
 def raised(stack: DevStack) -> Counter[str]:

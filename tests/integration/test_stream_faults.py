@@ -27,6 +27,7 @@ from devtools.broker import create_topics, free_port
 from devtools.stack import DEFAULT_POLICY, DevStack
 from services.common.processes import kill
 from tests.fixtures.broker import read_all
+from tests.fixtures.events import neglect_records
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -66,23 +67,7 @@ def stack(kafka_bootstrap: str, webhook: WebhookReceiver, tmp_path: Path) -> Ite
 
 
 def incidents(count: int, at: datetime, tag: str) -> list[tuple[bytes, bytes]]:
-    records = []
-    for n in range(count):
-        child = f"C-{tag}-{n}"
-        event = {
-            "specversion": "1.0",
-            "id": f"{tag}-{n}",
-            "source": "urn:safeguard:source:faults",
-            "type": "incident.reported",
-            "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "data": {
-                "incident_id": f"INC-{tag}-{n}",
-                "category": "neglect",
-                "children": [{"child_id": child, "present": False}],
-            },
-        }
-        records.append((child.encode(), json.dumps(event).encode()))
-    return records
+    return neglect_records(count, at, tag, source="urn:safeguard:source:faults")
 
 
 def produce_fast(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
