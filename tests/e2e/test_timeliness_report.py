@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from devtools.broker import create_topics, free_port
@@ -292,6 +295,21 @@ def test_report_is_area_scoped_and_audited(
     actions = [json.loads(r.value)["data"] for r in read_all(kafka_bootstrap, stack.audit_topic)]
     viewed = [a for a in actions if a["action"] == "report.viewed"]
     assert {a["actor"] for a in viewed} >= {"development", "duty-north"}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(["from", "to", "over", "rule", "area", "format"]),
+        st.text(max_size=40) | st.sampled_from(["2026-01-01", "0001-01-01", "9999-12-31", "25d"]),
+    )
+)
+def test_no_query_is_a_server_error(stack: DevStack, params: dict[str, str]) -> None:
+    query = urllib.parse.urlencode(params)
+    code, _, _ = Client().request("GET", f"{stack.url('notify')}/v1/reports/timeliness?{query}")
+    assert code in {200, 403, 422}, params
 
 
 def test_cli_prints_the_report(stack: DevStack, answered: dict[str, Any]) -> None:

@@ -279,8 +279,11 @@ def test_query_parameters() -> None:
         {"to": "2026-01-01T00:00:00"},
         {"over": "0d"},
         {"over": "a while"},
+        {"over": "99999999999999999999d"},
+        {"to": "0001-01-01"},
+        {"rule": "Mrs Smith"},
     ):
-        with pytest.raises(ValueError, match=r"from|to|over"):
+        with pytest.raises(ValueError, match=r"from|to|over|rule"):
             parse_query(bad, NOW)
 
 

@@ -45,7 +45,7 @@ from schemas.audit import AuditAction
 from schemas.errors import InvalidEvent, invalid_event_from
 from schemas.notifications import AlertClosedEvent, NotificationType, parse_notification
 from schemas.outcomes import OutcomeEvent
-from services.common.audit import AuditUnavailable, publish_audit
+from services.common.audit import AuditUnavailable, is_identifier, publish_audit
 from services.common.auth import Authenticator, Principal, Role
 from services.common.clock import Clock
 from services.common.durations import parse_duration
@@ -236,8 +236,16 @@ def parse_query(query: Any, now: datetime) -> Query:  # noqa: ANN401 - aiohttp's
     """Return the report's query from `from`, `to`, `rule`, `area` and `over`.
 
     `from` and `to` are dates (`2026-01-01`, midnight UTC) or RFC 3339 times; the period
-    is [from, to). Without them: the last six whole months and the current one.
+    is [from, to). Without them: the last six whole months and the current one. Raises
+    ValueError (a 422) for anything else, extreme dates and durations included.
     """
+    try:
+        return _parse_query(query, now)
+    except OverflowError:
+        raise ValueError("from, to or over is out of range") from None
+
+
+def _parse_query(query: Any, now: datetime) -> Query:  # noqa: ANN401 - aiohttp's MultiDict
     end = _moment(query.get("to"), "to")
     if end is None:
         end = _month_start(now, 1)
@@ -253,13 +261,12 @@ def parse_query(query: Any, now: datetime) -> Query:  # noqa: ANN401 - aiohttp's
         raise ValueError("over must be a duration such as 25d, 36h or 14d") from None
     if over <= timedelta(0):
         raise ValueError("over must be more than 0s")
-    return Query(
-        start=start,
-        end=end,
-        over=over,
-        rule=query.get("rule") or None,
-        area=query.get("area") or None,
-    )
+    rule, area = query.get("rule") or None, query.get("area") or None
+    for name, value in (("rule", rule), ("area", area)):
+        # Identifiers only: they are echoed in the answer, so free text must not get in.
+        if value is not None and not is_identifier(value):
+            raise ValueError(f"{name} must be an identifier (letters, digits, . _ : -)")
+    return Query(start=start, end=end, over=over, rule=rule, area=area)
 
 
 def _moment(text: str | None, name: str) -> datetime | None:
