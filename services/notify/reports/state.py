@@ -31,7 +31,7 @@ _REASON = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 UNSPECIFIED = "unspecified"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObligationState:
     """The latest known facts of one obligation; times are UTC epoch seconds."""
 
