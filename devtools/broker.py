@@ -179,10 +179,8 @@ def main() -> None:
     configure_logging(json=False)
     with DevBroker(port=args.port) as broker:
         topics = Topics()
-        create_topics(
-            broker.bootstrap,
-            [topics.events, topics.alerts, topics.notifications, topics.deadletter, AUDIT_TOPIC],
-        )
+        # Every contract topic (outcomes included), as DevStack.topic_names does.
+        create_topics(broker.bootstrap, [*topics.model_dump().values(), AUDIT_TOPIC])
         print(f"Tansu listening on {broker.bootstrap}; Ctrl-C stops it")  # noqa: T201
         try:
             assert broker.process is not None  # noqa: S101 - started above
