@@ -312,6 +312,17 @@ def test_no_query_is_a_server_error(stack: DevStack, params: dict[str, str]) -> 
     assert code in {200, 403, 422}, params
 
 
+def test_free_text_in_the_query_is_never_echoed(stack: DevStack) -> None:
+    marker = "Jane Doe 2014-03-02"
+    for name in ("from", "to", "over", "rule", "area", "format"):
+        query = urllib.parse.urlencode({name: marker})
+        code, body, _ = Client().request(
+            "GET", f"{stack.url('notify')}/v1/reports/timeliness?{query}"
+        )
+        assert code == 422, (name, body)
+        assert "Jane" not in json.dumps(body), name
+
+
 def test_cli_prints_the_report(stack: DevStack, answered: dict[str, Any]) -> None:
     runner = CliRunner()
     base = ["report", "timeliness", "--from", PERIOD["from"], "--to", PERIOD["to"]]
