@@ -347,6 +347,16 @@ def test_cli_prints_the_report(stack: DevStack, answered: dict[str, Any]) -> Non
     assert "401" in refused.output
 
 
+def test_the_report_survives_a_restart_of_notify(stack: DevStack, answered: dict[str, Any]) -> None:
+    """The table is recovered from its changelog (the inputs' offsets are committed: they
+    are not read again from the start)."""
+    stack.stop_service("notify")
+    stack.start_service("notify")
+    stack.wait_ready("notify")
+    again = wait_until(lambda: _stable_report(stack.url("notify")), timeout=60)
+    assert again == stable(answered)
+
+
 def test_two_workers_give_the_same_report_as_one(
     stack: DevStack, answered: dict[str, Any], tmp_path: Path
 ) -> None:
