@@ -442,6 +442,7 @@ class NotifyService:
             clock=clock,
             audit_topic=self.audit_topic,
             registry=registry,
+            sessions=self.sessions,
         )
 
     async def _audit(self, action: AuditAction, principal: Principal, alert_id: str | None) -> None:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -321,6 +322,52 @@ def test_free_text_in_the_query_is_never_echoed(stack: DevStack) -> None:
         )
         assert code == 422, (name, body)
         assert "Jane" not in json.dumps(body), name
+
+
+def signed_in(stack: DevStack, token: str) -> httpx.Client:
+    """A browser-like client signed in to the console with `token`."""
+    client = httpx.Client(base_url=stack.url("notify"), follow_redirects=False, timeout=30)
+    client.get("/console/sign-in")
+    pre = client.cookies["safeguard_signin"]
+    answer = client.post("/console/sign-in", data={"csrf": pre, "token": token})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def test_the_console_serves_the_report_to_signed_in_people(
+    stack: DevStack, answered: dict[str, Any]
+) -> None:
+    path = f"/console/reports/timeliness?from={PERIOD['from']}&to={PERIOD['to']}"
+    anonymous = httpx.get(f"{stack.url('notify')}{path}", follow_redirects=False)
+    assert anonymous.status_code == 303
+    assert anonymous.headers["Location"] == "/console/sign-in"
+
+    browser = signed_in(stack, DEV_TOKEN)
+    try:
+        page = browser.get(path)
+        assert page.status_code == 200
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        assert 'action="/console/reports/timeliness"' in page.text  # the period form
+        assert "Sign out" in page.text  # inside the console's layout
+        assert "1 of 3 over 25 days" in page.text
+        assert "style=" not in page.text  # the CSP allows no inline styles
+        sheet = browser.get("/console/reports/static/report.css")
+        assert sheet.headers["Content-Type"].startswith("text/css")
+        as_csv = browser.get(f"{path}&format=csv")
+        rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+        assert {r["area"] for r in rows} == {"north", "south"}
+    finally:
+        browser.close()
+
+    browser = signed_in(stack, TOKENS.secret("duty-north"))
+    try:
+        page = browser.get(path)
+        assert page.status_code == 200
+        assert ">south<" not in page.text
+        assert browser.get(f"{path}&area=south").status_code == 403
+        assert browser.get(f"{path}&over=soon").status_code == 422
+    finally:
+        browser.close()
 
 
 def test_cli_prints_the_report(stack: DevStack, answered: dict[str, Any]) -> None:

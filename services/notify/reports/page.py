@@ -7,8 +7,9 @@ with the figures beside them as a table, so the page also reads without the pict
 Jinja2 autoescapes everything; nothing in a report is personal data (rules, areas,
 counts, durations).
 
-The console's base template (services/notify/console/) did not exist when this was
-written: the page is standalone, with its own small stylesheet.
+Two wrappers around the same body: a standalone page (the API's `text/html`, for a
+bearer token) and the console's page (`/console/reports/timeliness`, signed in), which
+extends the console's `base.html` and follows its Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from jinja2 import Environment, select_autoescape
+from jinja2 import ChoiceLoader, DictLoader, Environment, PackageLoader, select_autoescape
 
 from services.common.durations import format_duration
 from services.notify.reports.timeliness import LATENESS_BUCKETS, Figures, Report, readable
@@ -113,39 +115,46 @@ def lateness_segments(report: Report, width: float = 600) -> dict[str, list[Segm
     return out
 
 
-_ENV = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-_ENV.filters["duration"] = lambda seconds: readable(seconds, "–")
+# The page's own rules; scoped under `.report` so they sit next to the console's sheet.
+CSS = """
+.report h1 { font-size: 1.5rem; margin-bottom: .25rem; }
+.report h2 { font-size: 1.15rem; margin-top: 2rem; }
+.report .meta { color: #505a5f; margin-top: 0; }
+.report .charts { display: flex; flex-wrap: wrap; gap: 1.25rem; }
+.report figure { margin: 0; border: 1px solid #d8dde0; padding: .5rem .75rem; }
+.report figcaption { font-weight: 600; font-size: .9rem; margin-bottom: .25rem; }
+.report table.figures { border-collapse: collapse; font-size: .85rem; margin-top: .5rem; width: auto; }
+.report .figures th, .report .figures td { border-bottom: 1px solid #d8dde0; padding: .3rem .5rem; text-align: right; white-space: nowrap; }
+.report .figures th:first-child, .report .figures td:first-child,
+.report .figures th:nth-child(2), .report .figures td:nth-child(2) { text-align: left; }
+.report td.sentence { text-align: left; font-weight: 600; }
+.report .legend span { display: inline-block; margin-right: 1rem; font-size: .85rem; }
+.report .legend svg { vertical-align: -1px; margin-right: .3rem; }
+.report svg text { font-size: 11px; fill: #1b1b1b; }
+.report form.period { display: flex; flex-wrap: wrap; gap: .75rem; align-items: end; }
+.report form.period label { display: flex; flex-direction: column; font-size: .85rem; }
+"""
 
-_TEMPLATE = _ENV.from_string(
-    """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Timeliness report – Safeguard</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; max-width: 75rem; }
-h1 { font-size: 1.5rem; margin-bottom: .25rem; }
-h2 { font-size: 1.15rem; margin-top: 2rem; }
-.meta { color: #505a5f; margin-top: 0; }
-.charts { display: flex; flex-wrap: wrap; gap: 1.25rem; }
-figure { margin: 0; border: 1px solid #d8dde0; padding: .5rem .75rem; }
-figcaption { font-weight: 600; font-size: .9rem; margin-bottom: .25rem; }
-table { border-collapse: collapse; font-size: .85rem; margin-top: .5rem; }
-th, td { border-bottom: 1px solid #d8dde0; padding: .3rem .5rem; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
-td.sentence { text-align: left; font-weight: 600; }
-.legend span { display: inline-block; margin-right: 1rem; font-size: .85rem; }
-.legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem; vertical-align: -1px; }
-svg text { font-size: 11px; fill: #1b1b1b; }
-</style>
-</head>
-<body>
+# What both pages show. No `style` attributes (the console's Content-Security-Policy
+# allows style sheets from itself only): colours are SVG presentation attributes.
+_BODY = """
+<div class="report">
 <h1>Timeliness report</h1>
 <p class="meta">Obligations due from {{ q.start.strftime("%d %b %Y") }} to
 {{ (q.end - one_second).strftime("%d %b %Y") }}{% if q.rule %}, rule {{ q.rule }}{% endif %}{% if q.area %},
 area {{ q.area }}{% endif %}; as of {{ report.generated_at.strftime("%d %b %Y %H:%M") }} UTC.
 "Over {{ over }}" counts the time from the trigger to the fulfilment (or to now, still open).</p>
+{% if form_action %}
+<form class="period" method="get" action="{{ form_action }}">
+<label>From <input type="date" name="from" value="{{ q.start.strftime('%Y-%m-%d') }}"></label>
+<label>To (not included) <input type="date" name="to" value="{{ q.end.strftime('%Y-%m-%d') }}"></label>
+<label>Rule <input type="text" name="rule" value="{{ q.rule or '' }}" size="22"></label>
+<label>Area <input type="text" name="area" value="{{ q.area or '' }}" size="10"></label>
+<label>Over <input type="text" name="over" value="{{ over }}" size="6"></label>
+<button type="submit">Show</button>
+<a href="{{ csv_href }}">CSV</a>
+</form>
+{% endif %}
 
 <h2>On time, per rule and month</h2>
 <div class="charts">
@@ -170,7 +179,7 @@ area {{ q.area }}{% endif %}; as of {{ report.generated_at.strftime("%d %b %Y %H
 </div>
 
 <h2>How late, per rule</h2>
-<p class="legend">{% for name, colour in buckets %}<span><i style="background: {{ colour }}"></i>{{ name }}</span>{% endfor %}</p>
+<p class="legend">{% for name, colour in buckets %}<span><svg width="12" height="12" aria-hidden="true"><rect width="12" height="12" fill="{{ colour }}"/></svg>{{ name }}</span>{% endfor %}</p>
 {% for rule, segments in segments.items() %}
 <figure>
 <figcaption>{{ rule }}</figcaption>
@@ -181,7 +190,7 @@ area {{ q.area }}{% endif %}; as of {{ report.generated_at.strftime("%d %b %Y %H
 {% endfor %}
 
 <h2>Figures per rule and area</h2>
-<table>
+<table class="figures">
 <thead><tr><th>Rule</th><th>Area</th><th>Due</th><th>On time</th><th>Late</th><th>Open, overdue</th>
 <th>Closed by hand</th><th>Not yet due</th><th>% on time</th><th>Median late</th><th>90th pct late</th><th>Over {{ over }}</th></tr></thead>
 <tbody>
@@ -195,25 +204,89 @@ area {{ q.area }}{% endif %}; as of {{ report.generated_at.strftime("%d %b %Y %H
 {% endfor %}
 </tbody>
 </table>
-<p class="meta">The same figures by month: <code>Accept: text/csv</code> or JSON
+<p class="meta">The same figures by month: CSV (<code>Accept: text/csv</code>) or JSON
 (<code>GET /v1/reports/timeliness</code>).</p>
+</div>
+"""
+
+_STANDALONE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Timeliness report – Safeguard</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; max-width: 75rem; }
+{{ css }}
+</style>
+</head>
+<body>
+{% include "body.html" %}
 </body>
 </html>
 """
+
+# The console's layout (services/notify/console/templates/base.html): its header, the
+# signed-in person and sign-out; the page's own sheet is served beside the console's.
+_CONSOLE = """{% extends "base.html" %}
+{% block title %}Timeliness report{% endblock %}
+{% block main %}
+<link rel="stylesheet" href="{{ stylesheet }}">
+{% include "body.html" %}
+{% endblock %}
+"""
+
+_ENV = Environment(
+    loader=ChoiceLoader(
+        [
+            DictLoader(
+                {"body.html": _BODY, "standalone.html": _STANDALONE, "console.html": _CONSOLE}
+            ),
+            PackageLoader("services.notify.console", "templates"),
+        ]
+    ),
+    autoescape=select_autoescape(default=True, default_for_string=True),
 )
+_ENV.filters["duration"] = lambda seconds: readable(seconds, "–")
+
+
+def _context(report: Report) -> dict[str, Any]:
+    return {
+        "report": report,
+        "q": report.query,
+        "body": report.to_json(),
+        "over": format_duration(report.query.over),
+        "bars": on_time_bars(report),
+        "segments": lateness_segments(report),
+        "buckets": list(zip((n for n, _ in LATENESS_BUCKETS), BUCKET_COLOURS, strict=True)),
+        "chart_height": CHART_HEIGHT,
+        "bar_width": BAR_WIDTH,
+        "one_second": timedelta(seconds=1),
+    }
 
 
 def render_page(report: Report) -> str:
-    """Return the report's HTML page."""
-    return _TEMPLATE.render(
-        report=report,
-        q=report.query,
-        body=report.to_json(),
-        over=format_duration(report.query.over),
-        bars=on_time_bars(report),
-        segments=lateness_segments(report),
-        buckets=list(zip((n for n, _ in LATENESS_BUCKETS), BUCKET_COLOURS, strict=True)),
-        chart_height=CHART_HEIGHT,
-        bar_width=BAR_WIDTH,
-        one_second=timedelta(seconds=1),
+    """Return the report's standalone HTML page (the API's `text/html`)."""
+    return _ENV.get_template("standalone.html").render(
+        css=CSS, form_action=None, **_context(report)
+    )
+
+
+def render_console_page(  # noqa: PLR0913 - the console's layout needs its session
+    report: Report,
+    *,
+    session: object,
+    action: str,
+    csv_href: str,
+    stylesheet: str,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Return the report inside the console's layout, with a form to change the period."""
+    return _ENV.get_template("console.html").render(
+        session=session,
+        form_action=action,
+        csv_href=csv_href,
+        stylesheet=stylesheet,
+        **(extra or {}),
+        **_context(report),
     )

@@ -52,6 +52,7 @@ from services.common.clock import Clock
 from services.common.durations import parse_duration
 from services.common.faust_web import authorise, error, out_of_scope, unavailable
 from services.common.kafka import Topics
+from services.notify.console.sessions import Sessions
 from services.notify.reports.page import render_page
 from services.notify.reports.state import ObligationState, merge_closure, merge_outcome
 from services.notify.reports.timeliness import Query, Report, timeliness, to_csv
@@ -190,6 +191,15 @@ class TimelinessReports:
 
         return await asyncio.to_thread(compute)
 
+    async def viewed(self, query: Query, principal: Principal, kind: str) -> Report:
+        """Record `report.viewed`, then return the report (raises AuditUnavailable first)."""
+        await publish_audit(
+            self.audit_topic, "notify", AuditAction.REPORT_VIEWED, principal, self.clock.now()
+        )
+        report = await self.report(query, principal)
+        log.info("report_served", report="timeliness", principal=principal.name, format=kind)
+        return report
+
     def _add_pages(self) -> None:
         reports = self
 
@@ -217,13 +227,9 @@ class TimelinessReports:
                 headers={"Retry-After": "5"},
             )
         try:
-            await publish_audit(
-                self.audit_topic, "notify", AuditAction.REPORT_VIEWED, principal, self.clock.now()
-            )
+            report = await self.viewed(query, principal, kind)
         except AuditUnavailable:
             return unavailable(view, "the audit record of this read")
-        report = await self.report(query, principal)
-        log.info("report_served", report="timeliness", principal=principal.name, format=kind)
         if kind == "csv":
             return view.text(
                 to_csv(report),
@@ -325,9 +331,14 @@ def add_reports(  # noqa: PLR0913 - the collaborators of one wiring block
     clock: Clock,
     audit_topic: faust.TopicT,
     registry: CollectorRegistry,
+    sessions: Sessions | None = None,
 ) -> TimelinessReports:
-    """Add the timeliness report to the notify app (its one wiring call)."""
-    return TimelinessReports(
+    """Add the timeliness report to the notify app (its one wiring call).
+
+    With the console's `sessions`, the report is also a console page for signed-in people
+    (`/console/reports/timeliness`, reports/console.py).
+    """
+    reports = TimelinessReports(
         app,
         topics=topics,
         partitions=partitions,
@@ -337,3 +348,8 @@ def add_reports(  # noqa: PLR0913 - the collaborators of one wiring block
         audit_topic=audit_topic,
         registry=registry,
     )
+    if sessions is not None:
+        from services.notify.reports.console import add_console_report  # noqa: PLC0415
+
+        add_console_report(app, reports, sessions)
+    return reports
