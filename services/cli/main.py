@@ -13,6 +13,7 @@ API said no (the message says why), 2 a usage error.
 # Typer reads the annotations at run time: no `from __future__ import annotations` here.
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -298,6 +299,11 @@ def _when(text: str | None, option: str) -> datetime | None:
 
 def _replay(events: Path, policy_file: Path, until: datetime | None) -> Result:
     policy = _checked(policy_file).risk
+    # With the deployment's secret the backtest's alert ids are the production ones, so
+    # its alerts can be matched with those the service raised; without it they differ.
+    secret = os.environ.get("RISK_ALERT_ID_SECRET")
+    if secret:
+        policy = policy.with_alert_key(secret.encode())
     try:
         with events.open("rb") if str(events) != "-" else _stdin() as lines:
             return backtest(lines, policy, until=until)
@@ -338,6 +344,7 @@ def backtest_command(
 
     Prints per rule and policy: alerts raised, breaches, breaches resolved, alerts per
     week, and timeliness (obligations due, met on time, met late, open and overdue).
+    With RISK_ALERT_ID_SECRET set, alert ids are the deployment's own.
     """
     end = _when(until, "--until")
     if events == Path("-") and baseline is not None:
