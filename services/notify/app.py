@@ -264,6 +264,8 @@ class NotifyLogic:
             for delivery in decision.dispatches:
                 self.service.start_delivery(record, delivery)
 
+        # Decided, not yet written: a sibling decided later in the same batch must see it.
+        self.service.unwritten[alert_id] = record
         return Change(alert_id, record, records, self.due(record), after=written)
 
     def _observe(self, alert_id: str, decision: Decision) -> None:
@@ -288,11 +290,13 @@ class NotifyLogic:
         after: AlertRecord | None,
     ) -> None:
         """Keep the alert index and the status gauges in step."""
+        self.service.unwritten.pop(key, None)
         self.service.index.put(key, after)
 
     def forget(self) -> None:
         """Clear the index before a rebuild."""
         self.service.index.clear()
+        self.service.unwritten.clear()
         # Partitions may have moved: a finished delivery's outcome is on the topic for
         # whoever owns it now; only deliveries still running here are not orphans.
         self.service.running = {k: t for k, t in self.service.running.items() if not t.done()}
@@ -350,6 +354,8 @@ class NotifyService:
             orphan_grace=timedelta(seconds=d.orphan_grace_seconds),
         )
         self.index = AlertIndex(metrics)
+        # Records decided in the batch being processed, until written (see `siblings`).
+        self.unwritten: dict[str, AlertRecord] = {}
         self.group_window = (
             policy.group_window
             if settings.group_window_seconds is None
@@ -462,7 +468,9 @@ class NotifyService:
         for alert_id in self.index.same_trigger(trigger.source, trigger.id):
             if alert_id == record.alert.alert_id:
                 continue
-            other = self.processor.get(alert_id)
+            # The processor decides a batch before writing it: a sibling's lead decided
+            # earlier in this batch is not in the table yet.
+            other = self.unwritten.get(alert_id) or self.processor.get(alert_id)
             if other is not None:
                 found.append(other)
         return siblings_of(record, found, self.group_window)

@@ -130,7 +130,7 @@ def notify(
             stack.stop()
 
 
-def raise_alert(stack: DevStack, severity: Severity) -> AlertRaised:
+def raise_alert(stack: DevStack, severity: Severity, trigger: str | None = None) -> AlertRaised:
     alert_id = f"al-{uuid.uuid4().hex}"
     alert = AlertRaised(
         alert_id=alert_id,
@@ -139,7 +139,7 @@ def raise_alert(stack: DevStack, severity: Severity) -> AlertRaised:
         subject_kind=SubjectKind.CHILD,
         child_id="C-INT-1",
         area="north",
-        trigger=EventRef(source="urn:test", id=alert_id),
+        trigger=EventRef(source="urn:test", id=trigger or alert_id),
         due_at=datetime.now(UTC) - timedelta(minutes=1),
         raised_at=datetime.now(UTC),
         summary="A charged child has been detained past the limit.",
@@ -351,3 +351,41 @@ def test_restart_mid_escalation_neither_loses_nor_repeats_a_step(
     assert sorted(b["level"] for b in bodies) == [1, 2, 3]
     mails = smtp_inbox.wait_for(lambda m: alert.alert_id in m.message.get_body().get_content())
     assert sorted(m.to[0] for m in mails) == ["lead@example.org", "seniors@example.org"]
+
+
+def test_grouped_level_one_survives_a_worker_killed_inside_the_window(
+    notify: DevStack, webhook: WebhookReceiver
+) -> None:
+    # Level 1 waits a group window so that one event's alerts go out as one message. The
+    # wait is on the table (each record's hold), not in memory: a worker killed inside
+    # the window loses nothing, and the restarted worker still sends one message.
+    kill(notify.processes.pop("notify"))
+    notify.extra_env["NOTIFY_GROUP_WINDOW_SECONDS"] = "8"
+    notify.start_service("notify")
+    notify.wait_ready("notify", timeout=90)
+    trigger = f"inc-{uuid.uuid4().hex[:8]}"
+    alerts = [raise_alert(notify, Severity.HIGH, trigger=trigger) for _ in range(3)]
+    ids = {a.alert_id for a in alerts}
+    assert wait_until(lambda: all(detail(notify, i).get("status") == "open" for i in ids))
+    kill(notify.processes.pop("notify"))
+    notify.start_service("notify")
+    notify.wait_ready("notify", timeout=90)
+
+    def told(body: dict[str, Any]) -> set[str]:
+        listed = {a["alert_id"] for a in body.get("alerts", [])}
+        return ({body["alert"]["alert_id"]} | listed) & ids if body["level"] == 1 else set()
+
+    assert wait_until(
+        lambda: set().union(*(told(b) for b in webhook.wait_for(told, timeout=0))) == ids,
+        timeout=60,
+    )
+    messages = webhook.wait_for(told, timeout=0)
+    assert len(messages) == 1  # one message, listing all three
+    assert {a["alert_id"] for a in messages[0]["alerts"]} == ids
+    # Each alert's own record says it was told, and in which message.
+    for alert_id in ids:
+        record = wait_until(lambda i=alert_id: notifications(detail(notify, i)), timeout=20)
+        first = [d for d in record if d["level"] == 1]
+        assert [(d["recipient"], d["outcome"]) for d in first] == [("desk", "sent")]
+        if alert_id != messages[0]["alert"]["alert_id"]:
+            assert first[0]["grouped_into"] == messages[0]["notification_id"]

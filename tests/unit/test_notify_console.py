@@ -13,7 +13,8 @@ from schemas.alerts import AlertRaised, AlertResolved, EventRef, Severity, Subje
 from schemas.notifications import AlertClosed, Channel, NotificationPurpose, ResolutionReason
 from services.common.auth import Authenticator, Principal, Role, TokenEntry, hash_token
 from services.common.clock import FakeClock
-from services.notify.console import QueryError, QueueQuery, present, render
+from services.common.environment import ENV_VARIABLE
+from services.notify.console import ConsoleConfig, QueryError, QueueQuery, present, render
 from services.notify.console.sessions import Sessions, SignedIn, TokenIdentity, same
 from services.notify.delivery import Content, email_message, webhook_body
 from services.notify.escalation import open_record
@@ -297,3 +298,9 @@ def test_a_breach_fulfilled_before_anyone_was_told_reads_as_a_resolved_breach() 
     assert json.loads(webhook_body(content, notice))["resolved_breach"] is True
     subject = email_message(content, notice, sender="s@example.org")["Subject"]
     assert subject.startswith("[Safeguard] Resolved breach:")
+
+
+def test_session_cookies_are_secure_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not ConsoleConfig.of(risk_url=None, refresh_seconds=5).secure_cookies
+    monkeypatch.delenv(ENV_VARIABLE)
+    assert ConsoleConfig.of(risk_url=None, refresh_seconds=5).secure_cookies
