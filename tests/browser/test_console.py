@@ -12,9 +12,9 @@ it with a reason, the child page shows the chronology.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -142,19 +142,39 @@ def screenshot(page: Page, name: str) -> None:
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def incident(days_ago: int) -> dict[str, Any]:
-    at = (datetime.now(UTC) - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def ago(days: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def incident(days_ago: int, child: str = CHILD) -> dict[str, Any]:
     return {
         "specversion": "1.0",
-        "id": f"storm-{CHILD}",
+        "id": f"storm-{child}",
         "source": SENDER_SOURCE,
         "type": "incident.reported",
-        "time": at,
+        "time": ago(days_ago),
         "data": {
-            "incident_id": f"INC-{CHILD}",
+            "incident_id": f"INC-{child}",
             "category": "domestic_abuse",
             "area": "north",
-            "children": [{"child_id": CHILD, "present": True, "age": 8}],
+            "children": [{"child_id": child, "present": True, "age": 8}],
+        },
+    }
+
+
+def referral(days_ago: int, child: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"ref-{child}",
+        "source": SENDER_SOURCE,
+        "type": "referral.shared",
+        "time": ago(days_ago),
+        "data": {
+            "referral_id": f"R-{child}",
+            "child_id": child,
+            "agency": "childrens_social_care",
+            "incident_id": f"INC-{child}",
+            "contents": ["incident_details", "risk_assessment"],
         },
     }
 
@@ -409,6 +429,63 @@ def test_a_post_without_the_csrf_token_is_refused(
     page.close()
 
 
+def test_one_event_is_one_message_and_a_breach_already_met_is_sent_once_as_resolved(
+    duty: BrowserContext, console: DevStack, tokens: TokenSet, webhook: WebhookReceiver
+) -> None:
+    # A backlog: the incident 25 days late and the referral (made 1 day ago) together.
+    child = f"{CHILD}-B"
+    client = Client(tokens.secret("sender"))
+    code, body, _ = client.request(
+        "POST",
+        f"{console.url('ingest')}/v1/events/batch",
+        raw=json.dumps([incident(25, child), referral(1, child)]).encode(),
+        headers={"Content-Type": "application/cloudevents-batch+json"},
+    )
+    assert code == 202, body
+
+    def about(b: dict[str, Any]) -> bool:
+        return bool(b["alert"]["child_id"] == child)
+
+    # The two open breaches of the incident reach the duty desk in one message.
+    grouped = webhook.wait_for(lambda b: about(b) and len(b.get("alerts", [])) == 2, timeout=40)
+    assert len(grouped) == 1
+    listed = {a["rule"] for a in grouped[0]["alerts"]}
+    assert listed == {"welfare-check", "school-notification"}
+    # The referral was late but already made: one resolution notice, never a page.
+    met = wait_until(
+        lambda: [b for b in webhook.wait_for(about, timeout=0) if b.get("resolved_breach")],
+        timeout=30,
+    )
+    assert len(met) == 1
+    assert met[0]["alert"]["rule"] == "social-care-referral"
+    assert met[0]["purpose"] == "resolution"
+    assert met[0]["resolution"]["how"] == "fulfilled"
+    # Its record says nobody was paged (level 0) and the one notice was delivered.
+    alert_id = met[0]["alert"]["alert_id"]
+
+    def notices(d: dict[str, Any]) -> list[tuple[str, str]]:
+        return sorted(
+            (e["delivery"]["recipient"], e["delivery"]["purpose"])
+            for e in d["timeline"]
+            if e["kind"] == "notification"
+        )
+
+    detail = wait_until(
+        lambda: len(notices(d := api(console, tokens, f"/v1/alerts/{alert_id}"))) == 2 and d,
+        timeout=20,
+    )
+    assert detail["level"] == 0
+    # Once to each level-1 receiver (webhook and email), as a resolution.
+    assert notices(detail) == [("duty-desk", "resolution"), ("duty-email", "resolution")]
+    hooks = webhook.wait_for(about, timeout=0)
+    assert [b for b in hooks if b["alert"]["rule"] == "social-care-referral"] == met
+    # Recorded and shown all the same: the child page says it was met late.
+    page = duty.new_page()
+    page.goto(f"{console.url('notify')}/console/children/{child}")
+    expect(page.locator("table.chronology tbody")).to_contain_text("Met late")
+    page.close()
+
+
 def test_the_email_and_webhook_carry_a_working_link(
     duty: BrowserContext,
     console: DevStack,
@@ -445,4 +522,3 @@ def test_sign_out_ends_the_session(browser: Browser, console: DevStack, tokens: 
     page.goto(f"{console.url('notify')}/console/queue")
     expect(page).to_have_url(re.compile(r"/console/sign-in$"))
     context.close()
-    time.sleep(0)  # nothing to wait for: the session is gone server-side
