@@ -28,17 +28,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import faust
 import structlog
-from faust.types import Message, TopicT
+from faust.streams import _current_event
+from faust.types import EventT, Message, ProducerT, TopicT
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.deadletter import DeadLetterReason
+from schemas.deadletter import DeadLetter, DeadLetterReason
 from schemas.errors import FieldError, InvalidEvent, MalformedJSON
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
@@ -57,6 +59,11 @@ S = TypeVar("S", bound=Stateful)
 T = TypeVar("T")
 
 CHECK_RETRY = timedelta(minutes=1)
+# Input messages taken together: Faust's and aiokafka's cost per message (stream, ack,
+# produce round trip) is most of the time, and a batch pays the publish round trip
+# once. `BATCH_WITHIN` bounds what a quiet stream adds to a message's latency.
+BATCH_MAX = 500
+BATCH_WITHIN_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -64,8 +71,10 @@ class Record:
     """A record to publish before the state is written."""
 
     topic: TopicT
-    key: bytes
+    key: bytes | None
     value: bytes
+    # None: the producer's partitioner (by key) decides.
+    partition: int | None = None
 
 
 @dataclass
@@ -78,6 +87,8 @@ class Change(Generic[S]):
     due: datetime | None = None
     # Run once the state is written (notify starts its deliveries here).
     after: Callable[[], None] | None = None
+    # False: only publish the records (risk forwarding an event to another partition).
+    write: bool = True
 
 
 class Logic(Protocol[S]):
@@ -104,7 +115,11 @@ class Logic(Protocol[S]):
         ...
 
     def observe(self, key: str, before: S | None, after: S | None) -> None:
-        """Keep the service's indexes and gauges in step with a written change."""
+        """Keep the service's indexes and gauges in step with a written change.
+
+        A logic with a true `tracks_changes` attribute is called only by rebuilds (with
+        `before` None): it follows written changes from their `after` callbacks.
+        """
         ...
 
     def forget(self) -> None:
@@ -134,6 +149,12 @@ class ProcessorMetrics:
             "1 while a message is being retried after a transient failure.",
             registry=registry,
         )
+        self.batch_messages = Histogram(
+            f"{prefix}_batch_messages",
+            "Messages taken and processed together.",
+            registry=registry,
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+        )
         self.processing = Histogram(
             f"{prefix}_processing_seconds",
             "Time to process one input or check message, retries included.",
@@ -155,6 +176,29 @@ class RetryPolicy:
         return float(min(self.max_delay_seconds, self.first_delay_seconds * 2**attempt))
 
 
+# aiokafka's default `max_batch_size` (bytes per partition per batch).
+DEFAULT_BATCH_BYTES = 16384
+
+
+@dataclass
+class _Batch(Generic[S]):
+    """What a batch of messages decided: records to publish first, then states to write."""
+
+    records: list[Record] = field(default_factory=list)
+    # Each change with the partition of the message that decided it.
+    changes: list[tuple[Change[S], int]] = field(default_factory=list)
+    # Per key: its last encoded state (None deletes it) and the event whose partition owns it.
+    written: dict[str, tuple[bytes | None, EventT[Any]]] = field(default_factory=dict)
+    before: dict[str, S | None] = field(default_factory=dict)
+    dead_letters: list[tuple[Message, DeadLetterReason, list[FieldError]]] = field(
+        default_factory=list
+    )
+
+    def dead(self, message: Message, reason: DeadLetterReason, errors: list[FieldError]) -> None:
+        """Dead-letter `message` with the batch's records."""
+        self.dead_letters.append((message, reason, errors))
+
+
 class KeyedStateProcessor(Generic[S]):
     """The agent, table, schedule, checks and error policy shared by risk and notify."""
 
@@ -171,8 +215,18 @@ class KeyedStateProcessor(Generic[S]):
         metrics: ProcessorMetrics,
         check_interval_seconds: float,
         retry: RetryPolicy | None = None,
+        batch_max: int = BATCH_MAX,
+        batch_within_seconds: float = BATCH_WITHIN_SECONDS,
+        own_publisher: bool = False,
+        publish_max_batch_size: int | None = None,
     ) -> None:
         self.app = app
+        self.batch_max = batch_max
+        self.batch_within_seconds = batch_within_seconds
+        self.own_publisher = own_publisher
+        self.publish_max_batch_size = publish_max_batch_size
+        self._publisher: ProducerT | None = None
+        self._publisher_lock = asyncio.Lock()
         self.logic = logic
         self.clock = clock
         self.metrics = metrics
@@ -194,11 +248,10 @@ class KeyedStateProcessor(Generic[S]):
             partitions=partitions,
         )
         self.checks_out = app.topic(self.checks_name, key_serializer="raw", value_serializer="raw")
-        self.dead_letters = DeadLetters(
-            app.topic(dead_letters_topic, key_serializer="raw", value_serializer="raw"),
-            clock,
-            metrics.deadlettered,
+        self.dead_letters_topic = app.topic(
+            dead_letters_topic, key_serializer="raw", value_serializer="raw"
         )
+        self.dead_letters = DeadLetters(self.dead_letters_topic, clock, metrics.deadlettered)
         # Bytes keys and values declared as types (not a Schema): recovery decodes by
         # them, and a compact encoded value costs far less memory than parsed objects.
         self.table = app.Table(
@@ -208,6 +261,7 @@ class KeyedStateProcessor(Generic[S]):
         app.timer(check_interval_seconds, name="send_checks")(self._send_checks)
         self.table.on_recover(self._rebuild)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_before_shutdown.connect(self._stop_publisher)
 
     # -- reading (the read model the HTTP pages use) ------------------------------------
 
@@ -236,18 +290,145 @@ class KeyedStateProcessor(Generic[S]):
     # -- the stream ---------------------------------------------------------------------
 
     async def _run(self, stream: Any) -> None:  # noqa: ANN401 - faust streams are untyped
-        async for event in stream.events():
+        # `take_events` acks a batch's messages only once this loop's body is done with
+        # them, so no offset is committed past a message whose changes are not written.
+        async for events in stream.take_events(self.batch_max, within=self.batch_within_seconds):
             started = time.perf_counter()
-            await self.process(event.message)
-            self.metrics.processing.observe(time.perf_counter() - started)
+            await self.process_batch(events)
+            self.metrics.batch_messages.observe(len(events))
+            each = (time.perf_counter() - started) / len(events)
+            for _ in events:
+                self.metrics.processing.observe(each)
 
-    async def process(self, message: Message) -> None:
-        """Apply one input or check message: decide, publish, write."""
-        await self.hold(
-            message,
-            lambda: self._decide(message),
-            lambda changes: self._commit(changes, message.partition),
+    async def process_batch(self, events: Sequence[EventT[Any]]) -> None:
+        """Apply a batch of input and check messages: decide all, publish all, write all.
+
+        The same error policy as `hold`, per batch: a message that can never succeed is
+        dead-lettered (its record published with the batch's) and the others go on; a
+        publish that fails is retried with backoff, the whole batch decided afresh from
+        the table (nothing was written), for as long as it takes.
+        """
+        attempt = 0
+        while True:
+            batch = self._decide_batch(events)
+            try:
+                await self._commit_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - publishing failed: transient, retried
+                await self._backoff("publish", exc, events[0].message, attempt)
+                attempt += 1
+                continue
+            self._recovered_from_fault(attempt)
+            return
+
+    def _decide_batch(self, events: Sequence[EventT[Any]]) -> _Batch[S]:
+        batch: _Batch[S] = _Batch()
+
+        def state(key: str) -> S | None:
+            # Later messages of the batch see the earlier ones' changes. Decoded afresh
+            # each time: the logic changes the state it is given in place, and a decision
+            # that raises half-way must leave nothing behind.
+            if key in batch.written:
+                raw = batch.written[key][0]
+                return None if raw is None else self.logic.decode(raw)
+            return self.get(key)
+
+        for event in events:
+            message = event.message
+            try:
+                changes = self._decide(message, state)
+            except MalformedJSON as exc:
+                batch.dead(message, DeadLetterReason.INVALID_JSON, exc.errors)
+                continue
+            except InvalidEvent as exc:
+                batch.dead(message, DeadLetterReason.INVALID_EVENT, exc.errors)
+                continue
+            except Exception as exc:  # the pure logic raised: never succeeds
+                log.exception(
+                    "processing_failed",
+                    error=type(exc).__name__,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                )
+                batch.dead(
+                    message,
+                    DeadLetterReason.PROCESSING_ERROR,
+                    [FieldError(loc="(root)", msg=type(exc).__name__)],
+                )
+                continue
+            for change in changes:
+                batch.records.extend(change.records)
+                batch.changes.append((change, message.partition))
+                if not change.write:
+                    continue
+                if change.state is not None:
+                    change.state.partition = message.partition
+                raw = None if change.state is None else self.logic.encode(change.state)
+                batch.written[change.key] = (raw, event)
+        return batch
+
+    async def _commit_batch(self, batch: _Batch[S]) -> None:
+        dead = [self._dead_letter_record(*entry) for entry in batch.dead_letters]
+        await self.publish([*batch.records, *dead])
+        for message, reason, _ in batch.dead_letters:
+            self.metrics.deadlettered.labels(reason=reason.value).inc()
+            log.warning(
+                "dead_lettered",
+                reason=reason.value,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        self._write_batch(batch)
+
+    def _write_batch(self, batch: _Batch[S]) -> None:
+        # Each key is written once, with its last state, from the event of the partition
+        # that owns it: Faust sends the changelog record (and rocksdb picks its database)
+        # by the current event's partition, which in a batch is not the agent's own.
+        # A logic that keeps its indexes in step from its changes' `after` callbacks
+        # (risk) is spared decoding every key's previous state again to observe it.
+        observing = not getattr(self.logic, "tracks_changes", False)
+        for key, (raw, event) in batch.written.items():
+            encoded = key.encode()
+            old = self.table.get(encoded)
+            before = None if old is None or not observing else self.logic.decode(old)
+            token = _current_event.set(weakref.ref(event))
+            try:
+                if raw is None:
+                    if old is not None:
+                        del self.table[encoded]
+                else:
+                    self.table[encoded] = raw
+            finally:
+                _current_event.reset(token)
+            batch.before[key] = before
+        for change, partition in batch.changes:
+            if change.write and change.state is not None and change.due is not None:
+                self.schedule.push(change.due, partition, change.key)
+        observed: set[str] = set()
+        for change, _ in reversed(batch.changes):
+            # The service's indexes follow each key from before the batch to its last state.
+            if observing and change.write and change.key not in observed:
+                observed.add(change.key)
+                self.logic.observe(change.key, batch.before[change.key], change.state)
+        for change, _ in batch.changes:
+            if change.after is not None:
+                change.after()
+
+    def _dead_letter_record(
+        self, message: Message, reason: DeadLetterReason, errors: list[FieldError]
+    ) -> Record:
+        record = DeadLetter.from_record(
+            reason=reason,
+            errors=errors,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value if isinstance(message.value, bytes) else None,
+            failed_at=self.clock.now(),
         )
+        return Record(self.dead_letters_topic, message.key, record.model_dump_json().encode())
 
     async def hold(
         self,
@@ -295,13 +476,13 @@ class KeyedStateProcessor(Generic[S]):
             self._recovered_from_fault(attempt)
             return
 
-    def _decide(self, message: Message) -> list[Change[S]]:
+    def _decide(self, message: Message, get: Callable[[str], S | None]) -> list[Change[S]]:
         if message.topic != self.checks_name:
-            return self.logic.apply(message, self.get)
+            return self.logic.apply(message, get)
         now = self.clock.now()
         changes = []
         for key in json.loads(message.value or b"{}")["check"]:
-            state = self.get(key)
+            state = get(key)
             if state is None or state.partition != message.partition:
                 continue  # gone, or not this partition's (a stale entry after a move)
             try:
@@ -317,32 +498,60 @@ class KeyedStateProcessor(Generic[S]):
                 self.schedule.push(due, message.partition, key)
         return changes
 
-    async def _commit(self, changes: list[Change[S]], partition: int) -> None:
-        await self.publish([record for change in changes for record in change.records])
-        for change in changes:
-            key = change.key.encode()
-            raw = self.table.get(key)
-            before = None if raw is None else self.logic.decode(raw)
-            if change.state is None:
-                if raw is not None:
-                    del self.table[key]
-            else:
-                change.state.partition = partition
-                self.table[key] = self.logic.encode(change.state)
-                if change.due is not None:
-                    self.schedule.push(change.due, partition, change.key)
-            self.logic.observe(change.key, before, change.state)
-            if change.after is not None:
-                change.after()
-
     async def publish(self, records: list[Record]) -> None:
-        """Send records and wait for the broker to have every one, within the timeout."""
+        """Send records and wait for the broker to have every one, within the timeout.
+
+        All are handed to the producer before the first answer is awaited, so a batch
+        costs about one round trip.
+        """
         if not records:
             return
         async with asyncio.timeout(self.retry.publish_timeout_seconds):
-            pending = [await r.topic.send(key=r.key, value=r.value) for r in records]
+            producer = await self.publisher()
+            pending = [
+                await producer.send(
+                    r.topic.get_topic_name(), r.key, r.value, r.partition, None, None
+                )
+                for r in records
+            ]
             for future in pending:
                 await future
+
+    async def publisher(self) -> ProducerT:
+        """Return the producer of what the processor publishes, started.
+
+        With `own_publisher`, a producer of its own, so that
+        `StreamSettings.producer_max_batch_size` (one record per batch on the development
+        broker, whose end offsets after a batch of several records are wrong and make
+        table recovery skip changelog records) binds the changelog only: risk's alerts,
+        outcomes, forwarded events and checks are read by consumers, which do not depend
+        on end offsets, and keep the producer's batching. Otherwise Faust's producer,
+        the changelog's: a service whose `after` callbacks lead to records that must not
+        reach the broker before the state they follow (notify's delivery outcomes, which
+        name an alert the table must already hold after a crash) keeps them behind its
+        changelog records in one producer.
+        """
+        if not self.own_publisher:
+            producer: ProducerT = await self.app.maybe_start_producer()
+            return producer
+        async with self._publisher_lock:
+            if self._publisher is None:
+                producer = self.app.transport.create_producer(beacon=self.app.beacon)
+                producer.max_batch_size = self.publish_max_batch_size or DEFAULT_BATCH_BYTES
+                await producer.start()
+                self._publisher = producer
+            return self._publisher
+
+    async def _stop_publisher(
+        self,
+        _sender: Any,  # noqa: ANN401 - faust signal arguments are untyped
+        /,
+        *_args: Any,  # noqa: ANN401
+        **_kwargs: Any,  # noqa: ANN401
+    ) -> None:
+        if self._publisher is not None:
+            await self._publisher.stop()
+            self._publisher = None
 
     async def _dead_letter(
         self, message: Message, reason: DeadLetterReason, errors: list[FieldError]
@@ -386,13 +595,11 @@ class KeyedStateProcessor(Generic[S]):
     # -- timer, recovery ----------------------------------------------------------------
 
     async def _send_checks(self) -> None:
-        async def send(partition: int, keys: list[str]) -> object:
-            body = json.dumps({"check": keys}).encode()
+        async def send(partition: int, keys: list[str]) -> None:
             # Awaiting the broker's answer (not just the buffer) is what lets a lost check
             # put its keys back on the schedule.
-            async with asyncio.timeout(self.retry.publish_timeout_seconds):
-                future = await self.checks_out.send(value=body, partition=partition)
-                return await future
+            body = json.dumps({"check": keys}).encode()
+            await self.publish([Record(self.checks_out, b"", body, partition)])
 
         await send_due_checks(self.schedule, self.clock.now(), send)
 

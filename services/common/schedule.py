@@ -10,6 +10,7 @@ the key because the check must run on the partition that owns the key's state.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,6 +20,8 @@ import structlog
 log = structlog.get_logger(__name__)
 
 CHECK_BATCH = 500  # keys per check message, well under the broker's message size limit
+# Deadlines popped and sent at a time; 8 check messages of 500 keys with one partition.
+CHECK_SLICE = 4000
 
 Entry = tuple[datetime, int, str]
 
@@ -40,13 +43,15 @@ class DeadlineSchedule:
             self._entries.add(entry)
             heapq.heappush(self._heap, entry)
 
-    def pop_due(self, now: datetime) -> dict[int, list[str]]:
-        """Remove the entries due at or before `now`; return their keys by partition."""
+    def pop_due(self, now: datetime, limit: int | None = None) -> dict[int, list[str]]:
+        """Remove entries due at or before `now` (at most `limit`); return keys by partition."""
         due: dict[int, dict[str, None]] = {}  # a dict keeps first-due order without repeats
-        while self._heap and self._heap[0][0] <= now:
+        taken = 0
+        while self._heap and self._heap[0][0] <= now and (limit is None or taken < limit):
             entry = heapq.heappop(self._heap)
             self._entries.discard(entry)
             due.setdefault(entry[1], {})[entry[2]] = None
+            taken += 1
         return {partition: list(keys) for partition, keys in due.items()}
 
     def clear(self) -> None:
@@ -60,18 +65,35 @@ async def send_due_checks(
     now: datetime,
     send: Callable[[int, list[str]], Awaitable[object]],
 ) -> None:
-    """Ask each partition's owner to check its due keys, in batches, from a Faust timer.
+    """Ask each partition's owner to check its due keys, from a Faust timer.
 
-    An exception in a Faust timer stops the worker, so a failed send puts the keys back
-    for the next tick instead of raising.
+    The heap is drained in slices of `CHECK_SLICE` entries: each slice's check messages
+    (up to `CHECK_BATCH` keys each, per partition) are sent together and awaited
+    together, and the event loop is yielded to between slices, so a burst of 100,000
+    deadlines neither blocks the consumer while the heap is emptied nor waits a round
+    trip per message. An exception in a Faust timer stops the worker, so a slice whose
+    send fails puts its keys back for the next tick instead of raising (a key checked
+    twice is harmless; what was not popped yet stays on the schedule).
     """
-    due = schedule.pop_due(now)
-    try:
-        for partition, keys in due.items():
-            for start in range(0, len(keys), CHECK_BATCH):
-                await send(partition, keys[start : start + CHECK_BATCH])
-    except Exception:
-        log.exception("check_send_failed", keys=sum(len(k) for k in due.values()))
-        for partition, keys in due.items():
-            for key in keys:
-                schedule.push(now, partition, key)
+    while due := schedule.pop_due(now, CHECK_SLICE):
+        sends = [
+            send(partition, keys[start : start + CHECK_BATCH])
+            for partition, keys in due.items()
+            for start in range(0, len(keys), CHECK_BATCH)
+        ]
+        failed = [
+            result
+            for result in await asyncio.gather(*sends, return_exceptions=True)
+            if isinstance(result, BaseException)
+        ]
+        if failed:
+            log.error(
+                "check_send_failed",
+                keys=sum(len(k) for k in due.values()),
+                error=type(failed[0]).__name__,
+            )
+            for partition, keys in due.items():
+                for key in keys:
+                    schedule.push(now, partition, key)
+            return
+        await asyncio.sleep(0)

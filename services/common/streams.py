@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
 import faust
+import structlog
+from aiokafka.partitioner import murmur2
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
 from services.common.kafka import KafkaSettings
@@ -39,8 +44,46 @@ class StreamSettings(BaseModel):
     producer_max_batch_size: int | None = Field(
         default=None,
         description="set to 1 on Tansu: it reports a wrong end offset after a multi-record "
-        "batch, which makes table recovery skip the last changelog records",
+        "batch, which makes table recovery skip the last changelog records. Binds the "
+        "changelog producer only (see `publish_max_batch_size`)",
     )
+    publish_max_batch_size: int | None = Field(
+        default=None,
+        description="max_batch_size (bytes) of the producer of alerts, outcomes, forwarded "
+        "events and checks; None for aiokafka's default (16 KiB)",
+    )
+
+
+log = structlog.get_logger(__name__)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """Return the partition Kafka's default partitioner gives `key`.
+
+    murmur2, as the Java client, kafka-python and aiokafka all do.
+    """
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def topic_partitions(
+    kafka: KafkaSettings, topic: str, *, timeout_seconds: float = 30.0
+) -> int | None:
+    """Return how many partitions `topic` has, or None if the broker cannot tell in time."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            consumer = KafkaConsumer(**kafka.kafka_python_options())
+            try:
+                found = consumer.partitions_for_topic(topic)
+            finally:
+                consumer.close()
+            if found:
+                return len(found)
+        except KafkaError as exc:
+            log.warning("topic_metadata_failed", topic=topic, error=type(exc).__name__)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(1.0)
 
 
 def faust_options(
