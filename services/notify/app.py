@@ -449,6 +449,7 @@ class NotifyService:
             audit_topic=self.audit_topic,
             registry=registry,
             sessions=self.sessions,
+            settings=settings.reports,
         )
 
     async def _audit(self, action: AuditAction, principal: Principal, alert_id: str | None) -> None:

@@ -11,6 +11,7 @@ from services.common.audit import AUDIT_TOPIC
 from services.common.kafka import KafkaSettings
 from services.common.streams import StreamSettings
 from services.notify.channels import SmtpSettings
+from services.notify.reports.settings import ReportSettings
 
 
 class DeliverySettings(BaseModel):
@@ -86,5 +87,6 @@ class NotifySettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     audit_topic: str = Field(default=AUDIT_TOPIC, description="topic of the audit trail")
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)  # the timeliness report
     log_json: bool = True
     log_level: str = "INFO"

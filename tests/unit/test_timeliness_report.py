@@ -15,6 +15,7 @@ from services.notify.reports.page import render_page
 from services.notify.reports.service import parse_query, representation
 from services.notify.reports.state import (
     ObligationState,
+    expired,
     merge_closure,
     merge_outcome,
     reason_code,
@@ -294,3 +295,14 @@ def test_representation_by_format_then_accept() -> None:
     assert representation("json", "text/csv") == "json"
     with pytest.raises(ValueError, match="format"):
         representation("xml", None)
+
+
+def test_only_finished_obligations_past_the_horizon_expire() -> None:
+    horizon = jan(20).timestamp()
+    assert expired(obligation(jan(2), fulfilled=jan(3)), horizon)
+    assert not expired(obligation(jan(2), fulfilled=jan(25)), horizon)  # fulfilled since
+    assert not expired(obligation(jan(2)), horizon)  # still open: kept
+    assert expired(obligation(jan(2), closed=jan(5), reason="duplicate"), horizon)
+    closure_only = merge_closure(None, jan(5), "duplicate")  # a pattern alert's closure
+    assert expired(closure_only, horizon)
+    assert not expired(closure_only, jan(4).timestamp())

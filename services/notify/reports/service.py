@@ -32,6 +32,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -54,7 +55,13 @@ from services.common.faust_web import authorise, error, out_of_scope, unavailabl
 from services.common.kafka import Topics
 from services.notify.console.sessions import Sessions
 from services.notify.reports.page import render_page
-from services.notify.reports.state import ObligationState, merge_closure, merge_outcome
+from services.notify.reports.settings import ReportSettings
+from services.notify.reports.state import (
+    ObligationState,
+    expired,
+    merge_closure,
+    merge_outcome,
+)
 from services.notify.reports.timeliness import Query, Report, timeliness, to_csv
 
 log = structlog.get_logger(__name__)
@@ -62,6 +69,7 @@ log = structlog.get_logger(__name__)
 TABLE = "timeliness"
 DEFAULT_OVER = timedelta(days=25)
 DEFAULT_MONTHS = 6
+PRUNE_BATCH = 500  # deletions per input message: a stream never held long
 # One record is applied under the notify processor's error policy: `hold` dead-letters
 # what can never be applied and retries the rest (services/common/processor.py).
 Hold = Callable[[Message, Callable[[], Any], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -81,8 +89,13 @@ class TimelinessReports:
         clock: Clock,
         audit_topic: faust.TopicT,
         registry: CollectorRegistry,
+        settings: ReportSettings | None = None,
     ) -> None:
         self.app = app
+        self.settings = settings or ReportSettings()
+        # Per input partition, keys a background look found expired: the stream deletes
+        # them (a table write needs the partition's stream), a batch per message.
+        self.prunable: dict[int, list[bytes]] = {}
         self.topics = topics
         self.hold = hold
         self.auth = auth
@@ -92,6 +105,11 @@ class TimelinessReports:
             "safeguard_notify_timeliness_records_total",
             "Records merged into the timeliness report, by input (outcome, closure).",
             ["input"],
+            registry=registry,
+        )
+        self.pruned = Counter(
+            "safeguard_notify_timeliness_pruned_total",
+            "Finished obligations the timeliness report forgot after its retention.",
             registry=registry,
         )
         # Bytes in and out (a compact JSON value): decoded only when a report is computed.
@@ -113,6 +131,7 @@ class TimelinessReports:
             topics.outcomes, topics.notifications, key_serializer="raw", value_serializer="raw"
         )
         app.agent(channel, name="timeliness")(self._run)
+        app.timer(self.settings.prune_interval_seconds, name="timeliness_prune")(self._look)
         self._add_pages()
 
     # -- the table ----------------------------------------------------------------------
@@ -146,6 +165,7 @@ class TimelinessReports:
                 except InvalidEvent:
                     continue
                 await self._write(update)
+            self._prune(message.partition)
 
     def _outcome(self, message: Message) -> tuple[bytes, ObligationState, str]:
         try:
@@ -154,14 +174,16 @@ class TimelinessReports:
             raise invalid_event_from(exc) from None  # dead-lettered as invalid_event
         outcome = event.data
         key = outcome.obligation_id.encode()
-        return key, merge_outcome(self._state(key), outcome), "outcome"
+        merged = merge_outcome(self._state(key), outcome)
+        return key, replace(merged, partition=message.partition), "outcome"
 
     def _closure(self, message: Message) -> tuple[bytes, ObligationState, str]:
         event = parse_notification(message.value or b"")
         assert isinstance(event, AlertClosedEvent)  # noqa: S101 - _is_closure said so
         key = event.data.alert_id.encode()
         reason = getattr(event.data, "reason", None)
-        return key, merge_closure(self._state(key), event.data.closed_at, reason), "closure"
+        merged = merge_closure(self._state(key), event.data.closed_at, reason)
+        return key, replace(merged, partition=message.partition), "closure"
 
     def _state(self, key: bytes) -> ObligationState | None:
         raw = self.table.get(key)
@@ -172,6 +194,45 @@ class TimelinessReports:
         # Inside the stream: Faust sends it to the changelog partition of this message's.
         self.table[key] = state.encode()
         self.records.labels(input=kind).inc()
+
+    # -- forgetting ---------------------------------------------------------------------
+
+    async def _look(self) -> None:
+        """Find the finished obligations past the retention, of the partitions owned here."""
+        if not self.recovered:
+            return
+        owned = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.topics.outcomes
+        }
+        horizon = (self.clock.now() - timedelta(days=self.settings.retention_days)).timestamp()
+        items = [(key, raw) for key, raw in self.table.items() if raw is not None]
+
+        def find() -> dict[int, list[bytes]]:
+            found: dict[int, list[bytes]] = {}
+            for key, raw in items:
+                state = ObligationState.decode(raw)
+                if state.partition in owned and expired(state, horizon):
+                    found.setdefault(state.partition, []).append(key)
+            return found
+
+        # In a thread, as the report is: a million records take seconds to decode.
+        self.prunable = await asyncio.to_thread(find)
+
+    def _prune(self, partition: int) -> None:
+        """Delete a batch of this partition's expired keys (inside its stream)."""
+        keys = self.prunable.get(partition)
+        if not keys:
+            return
+        horizon = (self.clock.now() - timedelta(days=self.settings.retention_days)).timestamp()
+        batch, self.prunable[partition] = keys[:PRUNE_BATCH], keys[PRUNE_BATCH:]
+        for key in batch:
+            raw = self.table.get(key)
+            # Checked again: a record may have arrived for it since the look.
+            if raw is not None and expired(ObligationState.decode(raw), horizon):
+                del self.table[key]
+                self.pruned.inc()
 
     # -- the page -----------------------------------------------------------------------
 
@@ -332,6 +393,7 @@ def add_reports(  # noqa: PLR0913 - the collaborators of one wiring block
     audit_topic: faust.TopicT,
     registry: CollectorRegistry,
     sessions: Sessions | None = None,
+    settings: ReportSettings | None = None,
 ) -> TimelinessReports:
     """Add the timeliness report to the notify app (its one wiring call).
 
@@ -347,6 +409,7 @@ def add_reports(  # noqa: PLR0913 - the collaborators of one wiring block
         clock=clock,
         audit_topic=audit_topic,
         registry=registry,
+        settings=settings,
     )
     if sessions is not None:
         from services.notify.reports.console import add_console_report  # noqa: PLC0415

@@ -46,6 +46,8 @@ class ObligationState:
     reason: str | None = None
     # `at` of the outcome record the description above comes from (the latest wins).
     seen: float | None = None
+    # The input partition it is merged on (= its changelog partition): where to forget it.
+    partition: int | None = None
 
     def encode(self) -> bytes:
         """Return the compact JSON kept in the table (defaults left out)."""
@@ -61,6 +63,18 @@ class ObligationState:
     def known(self) -> bool:
         """Tell whether risk's outcome has arrived (a closure alone has no rule or due time)."""
         return self.rule is not None and self.due is not None and self.triggered is not None
+
+
+def expired(state: ObligationState, horizon: float) -> bool:
+    """Tell whether a finished obligation's last date is before `horizon` (epoch seconds).
+
+    Finished: fulfilled, or closed by hand (a closure alone, of an alert that is not an
+    obligation's, included). An obligation still open is never forgotten.
+    """
+    if state.fulfilled is None and state.closed is None:
+        return False
+    last = max(t for t in (state.due, state.fulfilled, state.closed) if t is not None)
+    return last < horizon
 
 
 def _ts(value: datetime) -> float:
