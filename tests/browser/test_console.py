@@ -246,7 +246,6 @@ def test_a_backdated_incident_appears_in_the_queue_without_reload(
     counts = page.locator(".counts .count.total .n")
     expect(counts).not_to_have_text("0")
     no_serious_violations(page)
-    screenshot(page, "queue")
     page.close()
 
 
@@ -341,6 +340,11 @@ def test_an_acknowledgement_without_the_work_done_reopens_the_alert(
     detail = api(console, tokens, f"/v1/alerts/{alert_id}")
     assert detail["status"] == "open"
     assert "reopened" in [e["kind"] for e in detail["timeline"]]
+    # The whole queue now: a re-opened alert, one climbing the ladder, one at level 1.
+    page.goto(f"{console.url('notify')}/console/queue")
+    expect(page.locator("#queue-live .badge.reopened")).to_have_count(1)
+    no_serious_violations(page)
+    screenshot(page, "queue")
     page.close()
 
 
