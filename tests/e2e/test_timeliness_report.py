@@ -36,7 +36,7 @@ from devtools.broker import create_topics, free_port
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE, DevStack, ServiceSpec
 from services.cli.main import app as cli_app
 from services.common.processes import spawn, stop
-from tests.fixtures.broker import read_all
+from tests.fixtures.broker import produce, read_all
 from tests.fixtures.stack import Client, wait_until
 from tests.fixtures.tokens import TokenSet
 from tests.fixtures.webhook import WebhookReceiver
@@ -368,6 +368,20 @@ def test_the_console_serves_the_report_to_signed_in_people(
         assert browser.get(f"{path}&over=soon").status_code == 422
     finally:
         browser.close()
+
+
+def test_an_outcome_record_that_is_not_valid_is_dead_lettered(
+    stack: DevStack, kafka_bootstrap: str
+) -> None:
+    produce(kafka_bootstrap, stack.topics.outcomes, [(b"al-broken", b"not json")])
+
+    def dead() -> list[dict[str, Any]]:
+        records = [json.loads(r.value) for r in read_all(kafka_bootstrap, stack.topics.deadletter)]
+        return [r for r in records if r["topic"] == stack.topics.outcomes]
+
+    [letter] = wait_until(dead, timeout=30)
+    assert letter["reason"] == "invalid_json"
+    assert letter["key"] == "al-broken"
 
 
 def test_cli_prints_the_report(stack: DevStack, answered: dict[str, Any]) -> None:
