@@ -478,6 +478,7 @@ def advance(
             # Its worker died (or its outcome was lost): hand it over again under the same
             # id, so a receiver that did get it can drop the repeat by Idempotency-Key.
             budget = pending.deadline - pending.dispatched_at
+            pending.grouped_into = None  # a listed alert whose message was lost: on its own
             pending.dispatches += 1
             pending.dispatched_at = now
             pending.deadline = now + max(limits.min_retry, budget)

@@ -286,6 +286,8 @@ def test_a_listed_alert_whose_outcome_never_comes_goes_out_on_its_own(clock: Fak
     clock.set(deadline + LIMITS.orphan_grace)
     resent = advance(b, clock.now(), LIMITS, siblings=table.siblings)
     assert [p.notification_id for p in resent.dispatches] == ["al-b:1:0:duty-desk"]
+    assert resent.dispatches[0].grouped_into is None
+    assert resent.dispatches[0].members == []
 
 
 def test_siblings_are_the_same_trigger_within_the_window() -> None:
