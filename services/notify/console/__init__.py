@@ -288,7 +288,12 @@ def add_console(  # noqa: C901, PLR0913, PLR0915 - one closure per page
         found, cursor = reads.index.urgent_page(query.matches(session), PAGE_SIZE, after)
         now = clock.now()
         counts = reads.index.severity_counts(query.matches(session, severity=False))
-        choices = reads.index.choices(query.matches(session))
+        # The filters offer every area and rule the person can see, whatever is chosen.
+        choices = reads.index.choices(
+            AlertFilter(
+                statuses=QUEUE_STATUSES[query.status], visible=session.principal.may_see_area
+            )
+        )
         return {
             "query": query,
             "rows": [present.row(s, now) for s in found],
