@@ -217,6 +217,37 @@ def test_sign_in_refuses_a_bad_token_and_a_form_without_its_csrf_value(
     context.close()
 
 
+def tab_to(page: Page, selector: str, *, presses: int = 40) -> None:
+    """Press Tab until the element is focused, as a keyboard-only person would."""
+    target = page.locator(selector)
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if target.evaluate("element => element === document.activeElement"):
+            return
+    pytest.fail(f"Tab never reached {selector}")
+
+
+def test_keyboard_only_sign_in_and_sign_out(
+    browser: Browser, console: DevStack, tokens: TokenSet
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{console.url('notify')}/console/sign-in")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
+    tab_to(page, "#token")
+    page.keyboard.type(tokens.secret("duty-south"))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/console/queue$"))
+    expect(page.get_by_text("Signed in as duty-south")).to_be_visible()
+    tab_to(page, "#f-severity")  # the filters are reachable too
+    page.reload()
+    tab_to(page, "form[action='/console/sign-out'] button")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/console/sign-in$"))
+    context.close()
+
+
 def test_a_backdated_incident_appears_in_the_queue_without_reload(
     duty: BrowserContext, console: DevStack, tokens: TokenSet
 ) -> None:
@@ -280,13 +311,7 @@ def test_acknowledging_with_a_note_stops_level_two(
     page = duty.new_page()
     page.goto(f"{console.url('notify')}/console/queue")
     # Keyboard only: Tab to the alert's link and follow it with Enter.
-    link = page.locator("#queue-live tbody tr", has_text="social-care-referral").get_by_role(
-        "link", name="social-care-referral"
-    )
-    for _ in range(40):
-        page.keyboard.press("Tab")
-        if link.evaluate("element => element === document.activeElement"):
-            break
+    tab_to(page, f"#queue-live a[href='/console/alerts/{alert_id}']")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(f"/console/alerts/{alert_id}$"))
     expect(page.get_by_role("heading", level=1)).to_contain_text("social-care-referral")
