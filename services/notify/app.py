@@ -81,6 +81,7 @@ from services.notify.http import AlertActions, AlertReads, add_alert_pages
 from services.notify.index import AlertIndex
 from services.notify.ledger import AlertRecord, AlertStatus, PendingDelivery
 from services.notify.metrics import NotifyMetrics
+from services.notify.peers import Peers
 from services.notify.policy import NotifyPolicy, chain_for
 from services.notify.settings import NotifySettings
 
@@ -377,6 +378,9 @@ class NotifyService:
         # batch size set in the settings wins (Tansu needs 1, see StreamSettings).
         options.setdefault("producer_max_batch_size", 1_048_576)
         options["producer_linger"] = 0.005
+        if settings.canonical_url is not None:
+            # Peers list their alerts for each other (services/notify/peers.py) here.
+            options["canonical_url"] = str(settings.canonical_url)
         self.app = faust.App(settings.app_id, **options)
         self.topics = settings.kafka.topics
         self.notifications_out = raw_topic(self.app, self.topics.notifications)
@@ -398,13 +402,15 @@ class NotifyService:
         )
         self.app.on_before_shutdown.connect(self._shutdown)
         add_probe_pages(self.app, registry, ready=self.processor.ready)
+        reads = AlertReads(
+            index=self.index,
+            get=self.processor.get,
+            partitions=self.processor.active_partitions,
+            peers=Peers(self.app, self.processor.table.name),
+        )
         add_alert_pages(
             self.app,
-            AlertReads(
-                index=self.index,
-                get=self.processor.get,
-                partitions=self.processor.active_partitions,
-            ),
+            reads,
             auth=auth,
             clock=clock,
             publish=self._publish_action,
@@ -415,9 +421,6 @@ class NotifyService:
             clock,
             idle=timedelta(seconds=settings.console.session_idle_seconds),
             max_age=timedelta(seconds=settings.console.session_max_seconds),
-        )
-        reads = AlertReads(
-            index=self.index, get=self.processor.get, partitions=self.processor.active_partitions
         )
         add_console(
             self.app,

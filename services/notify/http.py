@@ -6,10 +6,9 @@ once the broker has the event. The agent applies it in order with everything els
 the alert, on the worker that owns it, and it survives restarts.
 
 Reads go through a narrow read model (`AlertReads`): the index of summaries for the
-list, the table for one alert. A worker lists the alerts of the partitions it owns and
-says which (`partitions` in the answer); with several workers a client asks each one
-(the headless Service lists them) and merges by `raised_at`. Routing a request to the
-owner is not built yet.
+list, the table for one alert. A worker indexes the alerts of the partitions it owns;
+the list asks the group's other workers for theirs and merges them (services/notify/
+peers.py), saying which partitions the answer covers and whether every worker answered.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from services.common.clock import Clock
 from services.common.faust_web import authorise, error, out_of_scope, unavailable
 from services.notify.index import MAX_PAGE, AlertFilter, AlertIndex, decode_cursor
 from services.notify.ledger import AlertRecord, AlertStatus
+from services.notify.peers import Peers, merge
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +135,7 @@ class AlertReads:
     index: AlertIndex
     get: Callable[[str], AlertRecord | None]
     partitions: Callable[[], set[int]]
+    peers: Peers | None = None
 
 
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -192,12 +193,23 @@ def add_alert_pages(  # noqa: C901, PLR0913 - one closure per page
         except AuditUnavailable:
             return unavailable(self, "the audit record of this read")
         found, next_cursor = reads.index.page(matches, limit, after)
+        own = {
+            "alerts": [s.public() for s in found],
+            "next_cursor": next_cursor,
+            "partitions": sorted(reads.partitions()),
+        }
+        if request.query.get("local") or reads.peers is None:
+            return self.json(own)
+        # The other workers' pages, each checked and audited by the worker that answers.
+        query = {k: v for k, v in request.query.items() if k != "local"}
+        pages, unanswered = await reads.peers.pages(query, request.headers["Authorization"])
+        merged = merge(own, pages, limit, unanswered)
         return self.json(
             {
-                "alerts": [s.public() for s in found],
-                "next_cursor": next_cursor,
-                # What this answer covers: with several workers, each answers for its own.
-                "partitions": sorted(reads.partitions()),
+                "alerts": merged.alerts,
+                "next_cursor": merged.next_cursor,
+                "partitions": sorted(merged.partitions),
+                "complete": not merged.unanswered,
             }
         )
 

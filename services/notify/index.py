@@ -129,7 +129,12 @@ class InvalidCursor(ValueError):
 
 def encode_cursor(summary: AlertSummary) -> str:
     """Return the opaque cursor that continues after `summary`."""
-    raw = json.dumps([summary.raised_at.timestamp(), summary.alert_id]).encode()
+    return cursor_at(summary.raised_at, summary.alert_id)
+
+
+def cursor_at(raised_at: datetime, alert_id: str) -> str:
+    """Return the opaque cursor that continues the list after the alert raised then."""
+    raw = json.dumps([raised_at.timestamp(), alert_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -53,6 +53,11 @@ class NotifySettings(BaseSettings):
     app_id: str = "safeguard-notify"
     host: str = "127.0.0.1"
     port: int = Field(default=8082, ge=0, le=65535)
+    canonical_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="how the group's other workers reach this one (the pod's address in "
+        "Kubernetes); default http://<host>:<port>",
+    )
     tokens_file: Path = Field(description="YAML file of token hashes and roles")
     policy_file: Path = Path("policy/default.yaml")
     webhook_url: AnyHttpUrl | None = Field(
