@@ -140,6 +140,7 @@ def main() -> None:  # noqa: C901, PLR0912 - one benchmark, read top to bottom
         default="default",
         help="publish_max_batch_size of the producer of alerts, outcomes and checks",
     )
+    parser.add_argument("--within", help="the workers' batch_within_seconds (default 0.02)")
     parser.add_argument("--split", action="store_true", help="every event takes the hop")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of worker 1")
     parser.add_argument(
@@ -179,6 +180,8 @@ def main() -> None:  # noqa: C901, PLR0912 - one benchmark, read top to bottom
                 env.pop("RISK_STREAM__PRODUCER_MAX_BATCH_SIZE")
             else:
                 env["RISK_STREAM__PRODUCER_MAX_BATCH_SIZE"] = args.batch_size
+            if args.within:
+                env["RISK_STREAM__BATCH_WITHIN_SECONDS"] = args.within
             if args.publish_batch_size != "default":
                 env["RISK_STREAM__PUBLISH_MAX_BATCH_SIZE"] = args.publish_batch_size
             log = (Path(tmp) / f"risk-{index}.log").open("wb")

@@ -44,7 +44,7 @@ from schemas.deadletter import DeadLetter, DeadLetterReason
 from schemas.errors import FieldError, InvalidEvent, MalformedJSON
 from services.common.clock import Clock
 from services.common.deadletter import DeadLetters
-from services.common.schedule import DeadlineSchedule, send_due_checks
+from services.common.schedule import CHECK_BATCH, DeadlineSchedule, send_due_checks
 
 log = structlog.get_logger(__name__)
 
@@ -293,12 +293,29 @@ class KeyedStateProcessor(Generic[S]):
         # `take_events` acks a batch's messages only once this loop's body is done with
         # them, so no offset is committed past a message whose changes are not written.
         async for events in stream.take_events(self.batch_max, within=self.batch_within_seconds):
-            started = time.perf_counter()
-            await self.process_batch(events)
-            self.metrics.batch_messages.observe(len(events))
-            each = (time.perf_counter() - started) / len(events)
-            for _ in events:
-                self.metrics.processing.observe(each)
+            for chunk in self._chunks(events):
+                started = time.perf_counter()
+                await self.process_batch(chunk)
+                self.metrics.batch_messages.observe(len(chunk))
+                each = (time.perf_counter() - started) / len(chunk)
+                for _ in chunk:
+                    self.metrics.processing.observe(each)
+
+    def _chunks(self, events: Sequence[EventT[Any]]) -> Iterator[list[EventT[Any]]]:
+        # A check message holds up to CHECK_BATCH keys: 500 of them taken together would
+        # be one batch of 250,000 decisions, held in memory (and walked by the garbage
+        # collector) until the last is taken. Batches are bounded by keys, not messages.
+        chunk: list[EventT[Any]] = []
+        weight = 0
+        for event in events:
+            cost = CHECK_BATCH if event.message.topic == self.checks_name else 1
+            if chunk and weight + cost > self.batch_max:
+                yield chunk
+                chunk, weight = [], 0
+            chunk.append(event)
+            weight += cost
+        if chunk:
+            yield chunk
 
     async def process_batch(self, events: Sequence[EventT[Any]]) -> None:
         """Apply a batch of input and check messages: decide all, publish all, write all.

@@ -47,6 +47,15 @@ class StreamSettings(BaseModel):
         "batch, which makes table recovery skip the last changelog records. Binds the "
         "changelog producer only (see `publish_max_batch_size`)",
     )
+    batch_max_messages: int = Field(
+        default=500, ge=1, description="input messages the processor takes and handles together"
+    )
+    batch_within_seconds: float = Field(
+        default=0.02,
+        gt=0,
+        description="how long the processor waits to fill a batch: what a quiet stream adds "
+        "to a message's latency",
+    )
     publish_max_batch_size: int | None = Field(
         default=None,
         description="max_batch_size (bytes) of the producer of alerts, outcomes, forwarded "

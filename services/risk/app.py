@@ -322,6 +322,8 @@ class RiskService:
                 publish_timeout_seconds=settings.stream.publish_timeout_seconds,
                 max_delay_seconds=settings.stream.retry_max_delay_seconds,
             ),
+            batch_max=settings.stream.batch_max_messages,
+            batch_within_seconds=settings.stream.batch_within_seconds,
             own_publisher=True,
             publish_max_batch_size=settings.stream.publish_max_batch_size,
         )

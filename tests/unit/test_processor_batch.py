@@ -210,3 +210,18 @@ def test_a_subjects_home_is_where_kafka_python_puts_its_key() -> None:
     for n in range(200):
         key = f"C-{n}".encode()
         assert key_partition(key, 8) == (murmur2(key) & 0x7FFFFFFF) % 8
+
+
+def test_a_batch_is_bounded_by_keys_so_each_check_message_goes_alone(
+    processor: KeyedStateProcessor[Any],
+) -> None:
+    checks = processor.checks_name
+    taken = [
+        Event(Message(b"a", b"1")),
+        Event(Message(b"b", b"2")),
+        Event(Message(None, b'{"check": []}', topic=checks)),
+        Event(Message(None, b'{"check": []}', topic=checks)),
+        Event(Message(b"c", b"3")),
+    ]
+    chunks = list(processor._chunks(taken))  # type: ignore[arg-type]  # noqa: SLF001
+    assert [len(chunk) for chunk in chunks] == [2, 1, 1, 1]
