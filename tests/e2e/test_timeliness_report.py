@@ -469,7 +469,7 @@ def _partitions(urls: list[str]) -> list[list[int]] | None:
     """Each worker's partitions, once both own some and together all four."""
     owned = []
     for url in urls:
-        code, body, _ = Client().request("GET", f"{url}/v1/alerts?limit=1")
+        code, body, _ = Client().request("GET", f"{url}/v1/alerts?limit=1&local=1")
         if code != 200 or not body["partitions"]:
             return None
         owned.append(body["partitions"])
