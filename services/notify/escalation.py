@@ -210,24 +210,35 @@ def _take_step(
     for recipient in rung.recipients:
         if first and siblings is not None and _grouped(record, recipient, now, decision, siblings):
             continue
-        _dispatch(
-            record,
-            decision,
-            notification_id(
-                record.alert.alert_id,
-                NotificationPurpose.ALERT,
-                record.level,
-                record.round,
-                recipient.name,
-            ),
-            purpose=NotificationPurpose.ALERT,
-            recipient=recipient,
-            level=record.level,
-            round_=record.round,
-            now=now,
-            deadline=deadline,
-        )
+        _dispatch_alert(record, decision, recipient, now, deadline)
     return True
+
+
+def _dispatch_alert(
+    record: AlertRecord,
+    decision: Decision,
+    recipient: Recipient,
+    now: datetime,
+    deadline: datetime,
+) -> None:
+    """Hand the current step's alert notification to one recipient."""
+    _dispatch(
+        record,
+        decision,
+        notification_id(
+            record.alert.alert_id,
+            NotificationPurpose.ALERT,
+            record.level,
+            record.round,
+            recipient.name,
+        ),
+        purpose=NotificationPurpose.ALERT,
+        recipient=recipient,
+        level=record.level,
+        round_=record.round,
+        now=now,
+        deadline=deadline,
+    )
 
 
 def _dispatch(  # noqa: PLR0913 - one argument per field of the delivery
@@ -379,23 +390,7 @@ def _reopen(record: AlertRecord, now: datetime, decision: Decision) -> None:
         )
     )
     for recipient in rung.recipients:
-        _dispatch(
-            record,
-            decision,
-            notification_id(
-                record.alert.alert_id,
-                NotificationPurpose.ALERT,
-                record.level,
-                record.round,
-                recipient.name,
-            ),
-            purpose=NotificationPurpose.ALERT,
-            recipient=recipient,
-            level=record.level,
-            round_=record.round,
-            now=now,
-            deadline=now,
-        )
+        _dispatch_alert(record, decision, recipient, now, now)
 
 
 def _reached(record: AlertRecord) -> dict[str, PendingDelivery]:

@@ -37,6 +37,7 @@ from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE, DevStack, ServiceSpec
 from services.cli.main import app as cli_app
 from services.common.processes import spawn, stop
 from tests.fixtures.broker import produce, read_all
+from tests.fixtures.events import reported_incident, shared_referral
 from tests.fixtures.stack import Client, wait_until
 from tests.fixtures.tokens import TokenSet
 from tests.fixtures.webhook import WebhookReceiver
@@ -59,36 +60,11 @@ def at(ago: timedelta) -> str:
 
 
 def incident(child: str, area: str, ago: timedelta) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"tr-inc-{child}",
-        "source": "urn:safeguard:source:control-room",
-        "type": "incident.reported",
-        "time": at(ago),
-        "data": {
-            "incident_id": f"INC-{child}",
-            "category": "neglect",
-            "area": area,
-            "children": [{"child_id": child, "present": True, "age": 9}],
-        },
-    }
+    return reported_incident(f"tr-inc-{child}", child, at(ago), area=area)
 
 
 def referral(child: str, ago: timedelta) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"tr-ref-{child}",
-        "source": "urn:safeguard:source:public-protection",
-        "type": "referral.shared",
-        "time": at(ago),
-        "data": {
-            "referral_id": f"R-{child}",
-            "child_id": child,
-            "agency": "childrens_social_care",
-            "incident_id": f"INC-{child}",
-            "contents": ["incident_details", "risk_assessment"],
-        },
-    }
+    return shared_referral(f"tr-ref-{child}", child, at(ago))
 
 
 TOKENS = TokenSet.matrix()

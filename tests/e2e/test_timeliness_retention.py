@@ -18,6 +18,7 @@ import pytest
 
 from devtools.broker import create_topics, free_port
 from devtools.stack import DevStack
+from tests.fixtures.events import reported_incident, shared_referral
 from tests.fixtures.stack import Client, wait_until
 from tests.fixtures.webhook import WebhookReceiver
 
@@ -32,36 +33,11 @@ def at(ago: timedelta) -> str:
 
 
 def incident(child: str, ago: timedelta) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"rt-inc-{child}",
-        "source": "urn:safeguard:source:control-room",
-        "type": "incident.reported",
-        "time": at(ago),
-        "data": {
-            "incident_id": f"INC-{child}",
-            "category": "neglect",
-            "area": "north",
-            "children": [{"child_id": child, "present": True, "age": 9}],
-        },
-    }
+    return reported_incident(f"rt-inc-{child}", child, at(ago), area="north")
 
 
 def referral(child: str, ago: timedelta) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"rt-ref-{child}",
-        "source": "urn:safeguard:source:public-protection",
-        "type": "referral.shared",
-        "time": at(ago),
-        "data": {
-            "referral_id": f"R-{child}",
-            "child_id": child,
-            "agency": "childrens_social_care",
-            "incident_id": f"INC-{child}",
-            "contents": ["incident_details", "risk_assessment"],
-        },
-    }
+    return shared_referral(f"rt-ref-{child}", child, at(ago))
 
 
 @pytest.fixture(scope="module")

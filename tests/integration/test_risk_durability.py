@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from devtools.broker import create_topics, free_port
-from devtools.stack import DEFAULT_POLICY, DevStack, ServiceSpec
+from devtools.stack import DevStack, ServiceSpec
 from services.common.processes import kill, spawn
 from tests.fixtures.broker import produce, read_all
-from tests.fixtures.events import neglect_records
+from tests.fixtures.events import neglect_records, referral_window_policy
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +28,7 @@ WINDOW = timedelta(seconds=20)
 
 @pytest.fixture
 def short_policy(tmp_path: Path) -> Path:
-    policy = yaml.safe_load(DEFAULT_POLICY.read_text())
-    policy["obligations"]["social-care-referral"]["window"] = f"{int(WINDOW.total_seconds())}s"
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    return path
+    return referral_window_policy(tmp_path, WINDOW)
 
 
 @pytest.fixture

@@ -20,28 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kafka import KafkaProducer
 
 from devtools.broker import create_topics, free_port
-from devtools.stack import DEFAULT_POLICY, DevStack
+from devtools.stack import DevStack
 from services.common.processes import kill
 from tests.fixtures.broker import read_all
-from tests.fixtures.events import neglect_records
+from tests.fixtures.events import neglect_records, referral_window_policy
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
 BURST = 5000
 WINDOW = timedelta(seconds=25)
-
-
-def _policy(tmp_path: Path) -> Path:
-    policy = yaml.safe_load(DEFAULT_POLICY.read_text())
-    policy["obligations"]["social-care-referral"]["window"] = f"{int(WINDOW.total_seconds())}s"
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    return path
 
 
 @pytest.fixture
@@ -56,7 +47,7 @@ def stack(kafka_bootstrap: str, webhook: WebhookReceiver, tmp_path: Path) -> Ite
         notify_port=free_port(),
         topic_prefix=f"f{suffix}.",
         app_suffix=f"-{suffix}",
-        policy_file=_policy(tmp_path),
+        policy_file=referral_window_policy(tmp_path, WINDOW),
         output=(tmp_path / "services.log").open("wb"),
     )
     create_topics(kafka_bootstrap, dev.topic_names())
