@@ -22,6 +22,7 @@ from schemas.envelope import AlertType, Envelope
 from schemas.events import ENVELOPE_TYPES
 from schemas.notifications import NOTIFICATION_TYPES
 from schemas.outcomes import OutcomeEvent
+from schemas.views import AlertViewEvent, ChildViewEvent
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "drift", "main", "render", "write"]
 
@@ -41,6 +42,8 @@ def _models() -> dict[str, type[BaseModel]]:
         "deadletter": DeadLetter,
         "audit": AuditEvent,
         "outcome": OutcomeEvent,
+        "alert.view": AlertViewEvent,
+        "child.view": ChildViewEvent,
     }
 
 

@@ -15,6 +15,9 @@ class Topics(BaseModel):
     notifications: str = "safeguarding.notifications.v1"
     deadletter: str = "safeguarding.deadletter.v1"
     outcomes: str = "safeguarding.outcomes.v1"
+    commands: str = "safeguarding.commands.v1"
+    alert_views: str = "safeguarding.alert-views.v1"
+    child_views: str = "safeguarding.child-views.v1"
 
 
 class KafkaSettings(BaseModel):
