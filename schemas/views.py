@@ -18,7 +18,6 @@ the latest view of one thing:
 A view is a document, not an event: the desk keeps the one with the highest revision.
 """
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -95,7 +94,7 @@ class Delivery(ContractModel):
 class TimelineEntry(ContractModel):
     """Something that happened to an alert."""
 
-    at: datetime
+    at: Timestamp
     kind: Literal[
         "raised", "notification", "escalated", "acknowledged", "reopened", "resolved", "compacted"
     ]
@@ -103,10 +102,10 @@ class TimelineEntry(ContractModel):
     count: int | None = Field(
         default=None, description="`compacted`: how many entries it stands for, up to `until`"
     )
-    until: datetime | None = None
+    until: Timestamp | None = None
     level: int | None = None
     reason: EscalationReason | None = None
-    scheduled_at: datetime | None = None
+    scheduled_at: Timestamp | None = None
     by: str | None = None
     note: str | None = None
     closed_because: ResolutionReason | None = Field(

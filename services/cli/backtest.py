@@ -35,8 +35,9 @@ from schemas.errors import InvalidEvent, MalformedJSON
 from schemas.events import Event, parse_event_json
 from services.risk import rules
 from services.risk.engine import Outcome, check, evaluate
+from services.risk.keys import SubjectKey
 from services.risk.policy import RiskPolicy
-from services.risk.state import Obligation, SubjectState, subject_key
+from services.risk.state import Obligation, SubjectState
 
 ARRIVAL_FIELD = "recordedat"
 """The member `safeguard export` adds to each line: the broker's timestamp of the record."""
@@ -265,8 +266,8 @@ class Replay:
         subjects = rules.subjects(event)
         if not subjects:
             self.result.without_subject += 1
-        for kind, subject_id in subjects:
-            self._apply(subject_key(kind, subject_id), event, now)
+        for subject in subjects:
+            self._apply(str(subject), event, now)
 
     def finish(self, until: datetime | None = None) -> Result:
         """Run the clock on to `until` (default: last arrival + settle) and total up."""
@@ -296,8 +297,8 @@ class Replay:
     def _state(self, key: str) -> SubjectState:
         state = self.states.get(key)
         if state is None:
-            kind, _, subject_id = key.partition(":")
-            state = SubjectState(kind=kind, id=subject_id)
+            subject = SubjectKey.parse(key)
+            state = SubjectState(kind=subject.kind, id=subject.id)
             self.states[key] = state
         return state
 

@@ -11,7 +11,7 @@ step. Several steps due at once (after an outage) are taken in order, each once;
 repeats are not made up. Acknowledging stops the ladder; resolving (by a fulfilment or
 by hand) closes the alert and tells every recipient that was reached.
 
-Issue 12 adds three things, still pure:
+Three more behaviours, still pure:
 
 - **Acknowledgement is not the work done.** An acknowledged alert still unresolved
   `ack_timeout` (the chain's, per severity) after the acknowledgement is reopened: open
@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from schemas.alerts import AlertRaised, AlertResolved
 from schemas.notifications import (
@@ -55,7 +56,7 @@ from services.notify.ledger import (
     PendingDelivery,
     add_entry,
 )
-from services.notify.policy import Chain, Recipient
+from services.notify.policy import Chain, ChainLevel, Recipient
 
 
 @dataclass(frozen=True)
@@ -502,6 +503,40 @@ def _tell_resolved_breach(
             now=now,
             deadline=now + limits.max_retry,
         )
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """What happens next to an alert nobody acts on: when, of what kind, to which level."""
+
+    at: datetime
+    kind: Literal["level", "repeat", "reopen"]
+    level: int
+    recipients: tuple[str, ...]
+
+
+def upcoming(record: AlertRecord) -> Upcoming | None:
+    """Return the next step the ladder will take if nobody acts, if any."""
+    if record.status is AlertStatus.ACKNOWLEDGED:
+        reopen_at = _reopen_due(record)
+        rung = record.chain.at(max(1, record.level))
+        if reopen_at is None or rung is None:
+            return None
+        return Upcoming(reopen_at, "reopen", rung.level, _names(rung))
+    if record.status is not AlertStatus.OPEN:
+        return None
+    level_due = _due_time(_level_due(record))
+    repeat_due = _repeat_due(record)
+    if level_due is not None and (repeat_due is None or level_due <= repeat_due):
+        rung = record.chain.at(record.level + 1)
+        return None if rung is None else Upcoming(level_due, "level", rung.level, _names(rung))
+    if repeat_due is not None and (rung := record.chain.at(record.level)) is not None:
+        return Upcoming(repeat_due, "repeat", rung.level, _names(rung))
+    return None
+
+
+def _names(rung: ChainLevel) -> tuple[str, ...]:
+    return tuple(r.name for r in rung.recipients)
 
 
 def next_due(record: AlertRecord, limits: Limits) -> datetime | None:

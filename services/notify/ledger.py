@@ -8,73 +8,28 @@ what, when. Kept in a table keyed by alert id; the transitions are pure function
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.alerts import AlertRaised, AlertResolved
-from schemas.notifications import (
-    AlertAcknowledged,
-    AlertClosed,
-    Channel,
-    EscalationReason,
-    FailureReason,
-    NotificationPurpose,
-    ResolutionReason,
-)
+from schemas.notifications import AlertAcknowledged, AlertClosed, NotificationPurpose
+from schemas.views import AlertStatus, Delivery, TimelineEntry
 from services.notify.policy import Chain, Recipient
 
-
-class AlertStatus(StrEnum):
-    """Where an alert stands."""
-
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
+__all__ = [
+    "AlertRecord",
+    "AlertStatus",
+    "Delivery",
+    "GroupMember",
+    "Outcome",
+    "PendingDelivery",
+    "TimelineEntry",
+    "add_entry",
+]
 
 
 Outcome = Literal["sent", "failed"]
-
-
-class Delivery(BaseModel):
-    """One notification to one recipient, as the timeline shows it."""
-
-    notification_id: str
-    purpose: NotificationPurpose = NotificationPurpose.ALERT
-    channel: Channel
-    recipient: str
-    level: int = Field(ge=1)
-    round: int = Field(default=0, ge=0)
-    attempts: int = Field(ge=1)
-    outcome: Outcome
-    reason: FailureReason | None = None
-    detail: str | None = None
-    grouped_into: str | None = Field(
-        default=None, description="the notification (of another alert) this one went out in"
-    )
-
-
-class TimelineEntry(BaseModel):
-    """Something that happened to an alert."""
-
-    at: AwareDatetime
-    kind: Literal[
-        "raised", "notification", "escalated", "acknowledged", "reopened", "resolved", "compacted"
-    ]
-    delivery: Delivery | None = None
-    count: int | None = Field(
-        default=None, description="`compacted`: how many entries it stands for, up to `until`"
-    )
-    until: AwareDatetime | None = None
-    level: int | None = None
-    reason: EscalationReason | None = None
-    scheduled_at: AwareDatetime | None = None
-    by: str | None = None
-    note: str | None = None
-    closed_because: ResolutionReason | None = Field(
-        default=None, description="`resolved` by hand: the reason code given"
-    )
 
 
 class GroupMember(BaseModel):
@@ -138,6 +93,7 @@ class AlertRecord(BaseModel):
     chain: Chain
     status: AlertStatus = AlertStatus.OPEN
     partition: int | None = None
+    revision: int = Field(default=0, ge=0, description="writes so far: orders the alert's views")
     level: int = Field(default=0, ge=0, description="highest level told so far; 0: none yet")
     round: int = Field(default=0, ge=0, description="repeats sent at the current level")
     last_step_at: AwareDatetime | None = None

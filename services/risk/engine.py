@@ -25,6 +25,7 @@ from schemas.events import (
     ReferralSharedEvent,
 )
 from services.risk import rules
+from services.risk.keys import ObligationKey
 from services.risk.offender import routine_cycles
 from services.risk.patterns import PatternHit, repeats
 from services.risk.policy import RiskLevel, RiskPolicy
@@ -40,7 +41,6 @@ from services.risk.state import (
     RecentEvent,
     SubjectState,
     Visit,
-    obligation_key,
 )
 
 Effect = AlertRaised | AlertResolved
@@ -73,7 +73,7 @@ def evaluate(state: SubjectState, event: Event, now: datetime, policy: RiskPolic
             known.append(fact)
         touched.add(match)
     for new in rules.triggered(event, state.kind, state.id, policy):
-        if obligation_key(new.rule, new.scope) not in state.obligations:
+        if str(ObligationKey(new.rule, new.scope)) not in state.obligations:
             _open(state, new, now, policy)
             touched.add(new.match)
     if state.kind == "offender":
@@ -166,7 +166,7 @@ def _open(
 def _sync_routine_cycles(state: SubjectState, now: datetime, policy: RiskPolicy) -> None:
     # Cycles are derived from the whole history, so a visit or assessment arriving out
     # of order re-shapes them; a cycle already breached keeps its alert.
-    wanted = {obligation_key(c.rule, c.scope): c for c in routine_cycles(state, policy)}
+    wanted = {str(ObligationKey(c.rule, c.scope)): c for c in routine_cycles(state, policy)}
     for key, obligation in list(state.obligations.items()):
         if (
             obligation.rule == "offender-routine-visit"

@@ -17,13 +17,17 @@ from services.risk.state import Obligation, SubjectState
 class Seen(NamedTuple):
     """An obligation's facts that outcomes depend on."""
 
+    rule: str
     fulfilled: bool
     raised: bool
 
 
 def snapshot(state: SubjectState) -> dict[str, Seen]:
     """Return what `changes` compares against: each obligation's met and raised flags."""
-    return {key: Seen(o.fulfilled_at is not None, o.raised) for key, o in state.obligations.items()}
+    return {
+        key: Seen(o.rule, o.fulfilled_at is not None, o.raised)
+        for key, o in state.obligations.items()
+    }
 
 
 def changes(

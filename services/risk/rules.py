@@ -34,8 +34,9 @@ from schemas.events import (
     VisitKind,
 )
 from services.risk.calendar import next_school_day_at
+from services.risk.keys import SubjectKey, SubjectKind
 from services.risk.policy import RiskPolicy
-from services.risk.state import Fact, SubjectKind
+from services.risk.state import Fact
 
 SOCIAL_CARE = frozenset({Agency.CHILDRENS_SOCIAL_CARE, Agency.MASH})
 
@@ -62,19 +63,19 @@ def ref(event: Event) -> EventRef:
     return EventRef(source=event.source, id=event.id)
 
 
-def subjects(event: Event) -> list[tuple[SubjectKind, str]]:
+def subjects(event: Event) -> list[SubjectKey]:
     """Return every subject an event concerns; the risk service routes a copy to each."""
     if isinstance(event, IncidentReportedEvent):
-        return [("child", child.child_id) for child in event.data.children]
+        return [SubjectKey(SubjectKind.CHILD, child.child_id) for child in event.data.children]
     data = event.data
     for attribute, kind in (
-        ("child_id", "child"),
-        ("offender_id", "offender"),
-        ("enquiry_id", "enquiry"),
+        ("child_id", SubjectKind.CHILD),
+        ("offender_id", SubjectKind.OFFENDER),
+        ("enquiry_id", SubjectKind.ENQUIRY),
     ):
         value = getattr(data, attribute, None)
         if isinstance(value, str):
-            return [(kind, value)]  # type: ignore[list-item]
+            return [SubjectKey(kind, value)]
     return []
 
 

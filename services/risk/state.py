@@ -8,15 +8,13 @@ to keep each entry small.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.alerts import EventRef, Severity
 from schemas.events import ConcernLevel, IncidentCategory, MissingRiskGrade, OffenderRiskLevel
+from services.risk.keys import ObligationKey, SubjectKey, SubjectKind
 from services.risk.policy import RiskLevel
-
-SubjectKind = Literal["child", "offender", "enquiry"]
 
 
 class Obligation(BaseModel):
@@ -46,7 +44,7 @@ class Obligation(BaseModel):
     @property
     def key(self) -> str:
         """Return the obligation's identity within its subject."""
-        return obligation_key(self.rule, self.scope)
+        return str(ObligationKey(self.rule, self.scope))
 
     @property
     def pending(self) -> bool:
@@ -133,6 +131,7 @@ class SubjectState(BaseModel):
     partition: int | None = Field(
         default=None, description="partition that owns this subject, to rebuild the schedule"
     )
+    revision: int = Field(default=0, description="writes so far: orders the child's views")
     seen: dict[str, datetime] = Field(
         default_factory=dict, description="`source|id` of processed events, with event time"
     )
@@ -154,7 +153,7 @@ class SubjectState(BaseModel):
     @property
     def key(self) -> str:
         """Return the table key of this subject."""
-        return subject_key(self.kind, self.id)
+        return str(SubjectKey(self.kind, self.id))
 
     def next_due(self) -> datetime | None:
         """Return the earliest deadline still being watched, if any."""
@@ -168,13 +167,3 @@ class SubjectState(BaseModel):
     def from_json(cls, raw: bytes) -> SubjectState:
         """Load from the table."""
         return cls.model_validate_json(raw)
-
-
-def obligation_key(rule: str, scope: str) -> str:
-    """Return the identity of an obligation within its subject."""
-    return f"{rule}|{scope}"
-
-
-def subject_key(kind: SubjectKind, subject_id: str) -> str:
-    """Return the table and topic key of a subject."""
-    return f"{kind}:{subject_id}"

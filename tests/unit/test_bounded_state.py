@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from schemas.alerts import EventRef
 from schemas.notifications import AlertAcknowledged
 from services.common.kafka import KafkaSettings
-from services.common.processor import RetryPolicy
+from services.common.stream.retry import RetryPolicy
 from services.common.streams import broker_credentials
 from services.notify.escalation import (
     advance,

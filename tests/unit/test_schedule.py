@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from services.common.schedule import CHECK_BATCH, DeadlineSchedule, send_due_checks
+from services.common.stream.schedule import CHECK_BATCH, DeadlineSchedule, send_due_checks
 from tests.fixtures.events import T0
 
 

@@ -54,6 +54,10 @@ class DeadlineSchedule:
             taken += 1
         return {partition: list(keys) for partition, keys in due.items()}
 
+    def earliest(self) -> datetime | None:
+        """Return the earliest due time on the schedule, if any."""
+        return self._heap[0][0] if self._heap else None
+
     def clear(self) -> None:
         """Forget everything (before a rebuild)."""
         self._heap.clear()
