@@ -1,4 +1,4 @@
-"""Policy backtest: replay recorded events through the pure risk engine on a simulated clock.
+"""Policy backtest: replay recorded events through the risk service's logic on a simulated clock.
 
 The input is JSON lines, one CloudEvent per line as it was on `safeguarding.events.v1`,
 in topic order. A line may carry one more top-level member, `recordedat` (RFC 3339),
@@ -13,29 +13,36 @@ is processed at the clock, as a late report would be. Before each event the cloc
 at every deadline that falls due on the way and checks that subject, as the risk
 service's timer would; after the last event it runs on to `until` (default: the last
 arrival plus the policy's settle time, so the last events' overdue obligations are
-judged). Subjects, duplicates, validation (including "not in the future" against the
-simulated clock) and keys are those of services/risk/app.py; each subject's state is a
-`SubjectState` as in the service's table.
+judged). The replay runs the service's own stream core and logic (`RiskLogic` on the
+in-memory `StreamDriver`), so subjects, duplicates, validation (including "not in the
+future" against the simulated clock), keys and states are the service's.
 
 Nothing here reads a clock, a file or the network: the command line feeds lines in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
-import heapq
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from schemas.alerts import AlertRaised, AlertResolved
+from schemas.deadletter import DeadLetter
 from schemas.errors import InvalidEvent, MalformedJSON
-from schemas.events import Event, parse_event_json
-from services.risk import rules
-from services.risk.engine import Outcome, check, evaluate
-from services.risk.keys import SubjectKey
+from schemas.events import parse_event_json
+from services.common.clock import FakeClock
+from services.common.stream.driver import Change, View
+from services.common.stream.inputs import Record
+from services.common.stream.memory import MemoryBroker, MemoryRuntime
+from services.risk.engine import Outcome
+from services.risk.logic import RiskEffects, RiskLogic, RiskTopics
+from services.risk.metrics import RiskMetrics
 from services.risk.policy import RiskPolicy
 from services.risk.state import Obligation, SubjectState
 
@@ -46,6 +53,10 @@ ARRIVAL_FIELD = "recordedat"
 # against any real clock: its arrival is its time.
 _NO_FUTURE_CHECK = datetime(9000, 1, 1, tzinfo=UTC)
 WEEK = timedelta(days=7)
+# The replay's topics: one partition, so every subject is homed where its events arrive.
+EVENTS, SUBJECTS, ALERTS, OUTCOMES = "events", "risk-subjects", "alerts", "outcomes"
+DEAD_LETTERS = "deadletter"
+PARTITIONS = 1
 MIN_SPAN = timedelta(days=1)
 
 
@@ -232,120 +243,151 @@ def _parse_arrival(value: object) -> datetime:
     return parsed
 
 
+class _ReplayLogic(RiskLogic):
+    """Risk's own logic, telling the replay what each written change did."""
+
+    def __init__(self, policy: RiskPolicy, replay: Replay) -> None:
+        super().__init__(
+            policy,
+            RiskMetrics(CollectorRegistry()),
+            RiskTopics(alerts=ALERTS, outcomes=OUTCOMES, subjects=SUBJECTS, events=EVENTS),
+            partitions=PARTITIONS,
+        )
+        self.replay = replay
+
+    def check(
+        self, key: str, state: SubjectState, view: View[SubjectState], now: datetime
+    ) -> Change[SubjectState] | None:
+        """Count each deadline the clock stops at, then check it as the service would."""
+        self.replay.result.checks += 1
+        return super().check(key, state, view, now)
+
+    def applied(self, changes: Sequence[Change[SubjectState]]) -> None:
+        """Count as the service does, and keep the replay's ledger."""
+        super().applied(changes)
+        for change in changes:
+            self.replay.after(change)
+
+
 class Replay:
-    """The risk service's correlate step on a simulated clock, for one policy."""
+    """The risk service's stream core and logic on a simulated clock, for one policy."""
 
     def __init__(self, policy: RiskPolicy) -> None:
         self.policy = policy
         self.result = Result()
-        self.clock: datetime | None = None
-        self.states: dict[str, SubjectState] = {}
-        # (check_at, key), plus the latest check_at per key so stale entries are skipped:
-        # a stale check could not raise anything the current one would not.
-        self._heap: list[tuple[datetime, str]] = []
-        self._scheduled: dict[str, datetime] = {}
+        self.clock: FakeClock | None = None
+        self.broker = MemoryBroker(partitions=PARTITIONS)
+        self.runtime: MemoryRuntime[SubjectState] | None = None
         # Every obligation ever opened, by subject and obligation key. The engine drops
         # closed obligations after its retention; their outcome still counts here.
         self._ledger: dict[tuple[str, str], Obligation] = {}
+        # The obligations each subject held after its last change.
+        self._names: dict[str, set[str]] = {}
 
-    def feed(self, line: Line) -> None:
+    def _start(self, at: datetime) -> MemoryRuntime[SubjectState]:
+        self.clock = FakeClock(at)
+        self.result.start = at
+        self.runtime = MemoryRuntime(
+            self.broker,
+            _ReplayLogic(self.policy, self),
+            self.clock,
+            name="risk",
+            inputs=[EVENTS, SUBJECTS],
+            dead_letters_topic=DEAD_LETTERS,
+        )
+        return self.runtime
+
+    async def feed(self, line: Line) -> None:
         """Process one recorded event at its arrival."""
-        # A recorded arrival moves the clock even for an event the service would reject.
-        now = _NO_FUTURE_CHECK if line.arrival is None else self._advance(line.arrival)
-        try:
-            event = parse_event_json(line.raw, now=now)
-        except MalformedJSON:
-            self._reject("invalid_json")
-            return
-        except InvalidEvent:
-            self._reject("invalid_event")
-            return
-        if line.arrival is None:
-            now = self._advance(event.time)
+        arrival, key = line.arrival, _first_subject(line.raw)
+        if arrival is None:
+            # No recorded arrival: taken to have arrived at its own time, once valid.
+            try:
+                arrival = parse_event_json(line.raw, now=_NO_FUTURE_CHECK).time
+            except MalformedJSON:
+                self._reject("invalid_json")
+                return
+            except InvalidEvent:
+                self._reject("invalid_event")
+                return
+        runtime = self.runtime or self._start(arrival)
+        await self._advance(arrival, inclusive=False)
         self.result.events += 1
-        subjects = rules.subjects(event)
-        if not subjects:
+        await self.broker.publish([Record(EVENTS, key, line.raw, 0)])
+        await runtime.poll()
+        if not self._collect() and key is None:
             self.result.without_subject += 1
-        for subject in subjects:
-            self._apply(str(subject), event, now)
 
-    def finish(self, until: datetime | None = None) -> Result:
+    async def finish(self, until: datetime | None = None) -> Result:
         """Run the clock on to `until` (default: last arrival + settle) and total up."""
         if self.clock is None:
             return self.result
-        end = max(self.clock, until or self.clock + self.policy.settle)
-        self._run_due(end, inclusive=True)
-        self.clock = end
+        now = self.clock.now()
+        end = max(now, until or now + self.policy.settle)
+        await self._advance(end, inclusive=True)
         self.result.end = end
         for obligation in self._ledger.values():
             self._count_obligation(obligation, end)
         return self.result
 
-    def _advance(self, arrival: datetime) -> datetime:
-        now = arrival if self.clock is None else max(self.clock, arrival)
-        if self.result.start is None:
-            self.result.start = now
-        # Deadlines due before the arrival are checked first; one due at the very instant
-        # is raised by the event's own evaluation if the event does not meet it.
-        self._run_due(now, inclusive=False)
-        self.clock = now
-        return now
+    async def _advance(self, to: datetime, *, inclusive: bool) -> None:
+        """Stop the clock at every deadline before `to` (or at it), then move it to `to`.
+
+        Deadlines due before the arrival are checked first; one due at the very instant
+        is raised by the event's own evaluation if the event does not meet it.
+        """
+        assert self.clock is not None  # noqa: S101 - started by the first arrival
+        assert self.runtime is not None  # noqa: S101 - started with the clock
+        while (due := self.runtime.next_due()) is not None and (
+            due <= to if inclusive else due < to
+        ):
+            self.clock.set(max(due, self.clock.now()))
+            await self.runtime.tick()
+            await self.runtime.poll()
+            self._collect()
+        self.clock.set(max(to, self.clock.now()))
+
+    def _collect(self) -> int:
+        """Count what the service dead-lettered, and let the broker forget what was read."""
+        dead = 0
+        for message in self.broker.log:
+            if message.topic == DEAD_LETTERS:
+                letter = DeadLetter.model_validate_json(message.value or b"")
+                self._reject(letter.reason.value)
+                self.result.events -= 1
+                dead += 1
+        self.broker.log.clear()
+        assert self.runtime is not None  # noqa: S101 - collecting after a poll
+        self.runtime.position = 0
+        return dead
 
     def _reject(self, reason: str) -> None:
         self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
 
-    def _state(self, key: str) -> SubjectState:
-        state = self.states.get(key)
-        if state is None:
-            subject = SubjectKey.parse(key)
-            state = SubjectState(kind=subject.kind, id=subject.id)
-            self.states[key] = state
-        return state
-
-    def _apply(self, key: str, event: Event, now: datetime) -> None:
-        state = self._state(key)
-        before = dict(state.obligations)
-        outcome = evaluate(state, event, now, self.policy)
-        if outcome.duplicate:
-            self.result.duplicates += 1
+    def after(self, change: Change[SubjectState]) -> None:
+        """Note what a written change did: alerts, duplicates, obligations opened or gone."""
+        for effects in change.effects:
+            if isinstance(effects, RiskEffects):
+                if effects.duplicate:
+                    self.result.duplicates += 1
+                self._record(effects.outcome)
+        state = change.state
+        if state is None or not change.write:
             return
-        self._after(key, state, before, outcome, now)
-
-    def _run_due(self, until: datetime, *, inclusive: bool) -> None:
-        heap = self._heap
-        while heap and (heap[0][0] <= until if inclusive else heap[0][0] < until):
-            due, key = heapq.heappop(heap)
-            if self._scheduled.get(key) != due:
-                continue
-            del self._scheduled[key]
-            state = self.states[key]
-            before = dict(state.obligations)
-            self.result.checks += 1
-            self._after(key, state, before, check(state, due, self.policy), due)
-
-    def _after(
-        self,
-        key: str,
-        state: SubjectState,
-        before: dict[str, Obligation],
-        outcome: Outcome,
-        now: datetime,
-    ) -> None:
-        self._record(outcome)
+        key = change.key
         ledger = self._ledger
+        assert self.clock is not None  # noqa: S101 - changes come after the first arrival
+        horizon = self.clock.now() - self.policy.retention
+        known = self._names.get(key, set())
+        for name in known - state.obligations.keys():
+            gone = ledger.get((key, name))
+            if gone is not None and not _pruned(gone, horizon):
+                # Neither kept nor aged out: superseded (an offender's visit cycle
+                # re-shaped by a later assessment), so it was never an obligation to count.
+                del ledger[(key, name)]
         for name, obligation in state.obligations.items():
             ledger[(key, name)] = obligation
-        horizon = now - self.policy.retention
-        for name, obligation in before.items():
-            if name in state.obligations or _pruned(obligation, horizon):
-                continue
-            # Neither kept nor aged out: superseded (an offender's visit cycle re-shaped
-            # by a later assessment), so it was never an obligation to count.
-            ledger.pop((key, name), None)
-        due = state.next_due()
-        if due is not None and self._scheduled.get(key) != due:
-            self._scheduled[key] = due
-            heapq.heappush(self._heap, (due, key))
+        self._names[key] = set(state.obligations)
 
     def _record(self, outcome: Outcome) -> None:
         for effect in outcome.effects:
@@ -399,16 +441,37 @@ def backtest(
     lines: Iterable[str | bytes], policy: RiskPolicy, *, until: datetime | None = None
 ) -> Result:
     """Replay recorded events under `policy` and return what it would have raised."""
-    replay = Replay(policy)
-    # Every subject's state stays here as live objects (the service keeps bytes in
-    # RocksDB), and the cyclic collector's passes over them cost a fifth of a long
-    # replay while freeing nothing (the replay makes no cycles; refcounting frees all).
+
+    async def replay() -> Result:
+        run = Replay(policy)
+        for line in read_lines(lines):
+            await run.feed(line)
+        return await run.finish(until)
+
+    # The cyclic collector's passes over a long replay's objects cost a fifth of its time
+    # while freeing nothing (the replay makes no cycles; refcounting frees all).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for line in read_lines(lines):
-            replay.feed(line)
-        return replay.finish(until)
+        return asyncio.run(replay())
     finally:
         if collecting:
             gc.enable()
+
+
+def _first_subject(raw: bytes) -> bytes | None:
+    """Return the key ingest would give an event (its first subject's id), if any."""
+    try:
+        data = json.loads(raw).get("data")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for name in ("child_id", "offender_id", "enquiry_id"):
+        if isinstance(value := data.get(name), str):
+            return value.encode()
+    children = data.get("children")
+    if isinstance(children, list) and children and isinstance(children[0], dict):
+        child = children[0].get("child_id")
+        return child.encode() if isinstance(child, str) else None
+    return None

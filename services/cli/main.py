@@ -30,6 +30,7 @@ from services.cli.policies import Checked, check_policy, routes
 from services.cli.report import report_app
 from services.common.durations import format_duration
 from services.common.kafka import KafkaSettings, Topics
+from services.common.logging import configure_logging
 
 app = typer.Typer(
     name="safeguard",
@@ -38,6 +39,14 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Check a policy file and show its routes.", no_args_is_help=True)
 alerts_app = typer.Typer(help="List, read, acknowledge and resolve alerts.", no_args_is_help=True)
+
+
+@app.callback()
+def _quiet_logs() -> None:
+    # A command's output is its result: only warnings from the code it runs, on stderr.
+    configure_logging(json=False, level="WARNING")
+
+
 app.add_typer(policy_app, name="policy")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/report.py

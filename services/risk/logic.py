@@ -50,7 +50,8 @@ class RiskTopics:
     alerts: str
     outcomes: str
     subjects: str
-    child_views: str
+    # None: no child views (the backtest, which has no desk to read them).
+    child_views: str | None = None
     events: str | None = None
 
 
@@ -186,7 +187,7 @@ class RiskLogic:
             )
             for change in changed
         )
-        if state.kind == "child":
+        if state.kind == "child" and self.topics.child_views is not None:
             view = child_view(state, now, self.policy)
             records.append(
                 Record(self.topics.child_views, state.id.encode(), child_view_event(view).to_json())

@@ -35,11 +35,15 @@ class MemoryBroker:
     partitions: int = 4
     log: list[Input] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Injected faults: the next `fail_publishes` publishes (with a record on `fail_topic`,
+    # when set) fail as a broker that is away would.
     fail_publishes: int = 0
+    fail_topic: str | None = None
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Append records, each on its partition (by key, as Kafka's default partitioner)."""
-        if self.fail_publishes:
+        chosen = self.fail_topic is None or any(r.topic == self.fail_topic for r in records)
+        if self.fail_publishes and chosen:
             self.fail_publishes -= 1
             raise PublishFailed("publish failed (injected)")
         for record in records:
