@@ -44,6 +44,7 @@ __all__ = [
     "AlertResolved",
     "AlertResolvedEvent",
     "EventRef",
+    "Rule",
     "RuleId",
     "Severity",
     "SubjectKind",
@@ -58,6 +59,25 @@ RISK_SOURCE = "urn:safeguard:risk"
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 """Rule identifier such as `welfare-check` (docs/contract.md section 3)."""
+
+
+class Rule(StrEnum):
+    """Every rule of docs/contract.md section 3: deadlines, then patterns."""
+
+    WELFARE_CHECK = "welfare-check"
+    SOCIAL_CARE_REFERRAL = "social-care-referral"
+    SCHOOL_NOTIFICATION = "school-notification"
+    EXPLOITATION_ACTION = "exploitation-action"
+    MISSING_REFERRAL = "missing-referral"
+    RETURN_INTERVIEW = "return-interview"
+    OFFENDER_INITIAL_VISIT = "offender-initial-visit"
+    OFFENDER_ROUTINE_VISIT = "offender-routine-visit"
+    FORENSIC_EXAMINATION = "forensic-examination"
+    CHILD_IN_CUSTODY = "child-in-custody"
+    REPEAT_MISSING = "repeat-missing"
+    REPEAT_DOMESTIC_ABUSE = "repeat-domestic-abuse"
+    REFERRAL_INCOMPLETE = "referral-incomplete"
+    RISK_LEVEL = "risk-level"
 
 
 class Severity(StrEnum):

@@ -40,6 +40,7 @@ from services.common.clock import FakeClock
 from services.common.stream.driver import Change, View
 from services.common.stream.inputs import Record
 from services.common.stream.memory import MemoryBroker, MemoryRuntime
+from services.common.timeliness import Timeliness, classify
 from services.risk.engine import Outcome
 from services.risk.logic import RiskEffects, RiskLogic, RiskTopics
 from services.risk.metrics import RiskMetrics
@@ -413,15 +414,14 @@ class Replay:
 
     def _count_obligation(self, obligation: Obligation, end: datetime) -> None:
         figures = self.result.rules.setdefault(obligation.rule, RuleFigures())
-        # Met before a deadline after the end is on time already; only what is still
-        # open with time left is left out of the figures.
-        if obligation.fulfilled_at is None and obligation.due_at > end:
+        judged = classify(obligation.due_at, obligation.fulfilled_at, end)
+        if judged is Timeliness.NOT_YET_DUE:
             figures.not_yet_due += 1
             return
         figures.due += 1
-        if obligation.fulfilled_at is None:
+        if judged is Timeliness.OPEN_OVERDUE:
             figures.overdue += 1
-        elif obligation.fulfilled_at <= obligation.due_at:
+        elif judged is Timeliness.MET_ON_TIME:
             figures.on_time += 1
         else:
             figures.late += 1

@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.alerts import AlertRaised, AlertResolved, EventRef, Severity, deterministic_alert_id
+from schemas.alerts import (
+    AlertRaised,
+    AlertResolved,
+    EventRef,
+    Rule,
+    Severity,
+    deterministic_alert_id,
+)
 from schemas.events import (
     ChildMissingEvent,
     CustodyChildDetainedEvent,
@@ -25,7 +32,7 @@ from schemas.events import (
     ReferralSharedEvent,
 )
 from services.risk import rules
-from services.risk.keys import ObligationKey
+from services.risk.keys import ObligationKey, SubjectKey
 from services.risk.offender import routine_cycles
 from services.risk.patterns import PatternHit, repeats
 from services.risk.policy import RiskLevel, RiskPolicy
@@ -72,13 +79,13 @@ def evaluate(state: SubjectState, event: Event, now: datetime, policy: RiskPolic
         if fact not in known:
             known.append(fact)
         touched.add(match)
-    for new in rules.triggered(event, state.kind, state.id, policy):
+    for new in rules.triggered(event, SubjectKey(state.kind, state.id), policy):
         if str(ObligationKey(new.rule, new.scope)) not in state.obligations:
             _open(state, new, now, policy)
             touched.add(new.match)
     if state.kind == "offender":
         _sync_routine_cycles(state, now, policy)
-        touched.add("visit")
+        touched.add(rules.ROUTINE_VISIT.match())
 
     effects: list[Effect] = []
     for obligation in state.obligations.values():
@@ -169,7 +176,7 @@ def _sync_routine_cycles(state: SubjectState, now: datetime, policy: RiskPolicy)
     wanted = {str(ObligationKey(c.rule, c.scope)): c for c in routine_cycles(state, policy)}
     for key, obligation in list(state.obligations.items()):
         if (
-            obligation.rule == "offender-routine-visit"
+            obligation.rule == Rule.OFFENDER_ROUTINE_VISIT
             and key not in wanted
             and not obligation.raised
         ):
@@ -243,7 +250,7 @@ def _rescore(
         _alert(
             state,
             key=policy.alert_key,
-            rule="risk-level",
+            rule=Rule.RISK_LEVEL,
             scope=scope,
             severity=severity,
             summary=f"Risk level rose to {current.level.value} "
@@ -263,10 +270,10 @@ def _raise_patterns(
     hits: list[PatternHit] = []
     if isinstance(event, ChildMissingEvent):
         hits = repeats(
-            "repeat-missing",
+            Rule.REPEAT_MISSING,
             [(e.at, episode) for episode, e in state.episodes.items()],
             patterns.repeat_missing,
-            [p.at for p in state.patterns if p.rule == "repeat-missing"],
+            [p.at for p in state.patterns if p.rule == Rule.REPEAT_MISSING],
             "missing episodes",
         )
     elif (
@@ -274,14 +281,14 @@ def _raise_patterns(
         and event.data.category is IncidentCategory.DOMESTIC_ABUSE
     ):
         hits = repeats(
-            "repeat-domestic-abuse",
+            Rule.REPEAT_DOMESTIC_ABUSE,
             [
                 (i.at, incident)
                 for incident, i in state.incidents.items()
                 if i.category is IncidentCategory.DOMESTIC_ABUSE
             ],
             patterns.repeat_domestic_abuse,
-            [p.at for p in state.patterns if p.rule == "repeat-domestic-abuse"],
+            [p.at for p in state.patterns if p.rule == Rule.REPEAT_DOMESTIC_ABUSE],
             "domestic abuse incidents",
         )
     elif isinstance(event, ReferralSharedEvent) and event.data.agency in rules.SOCIAL_CARE:
@@ -290,7 +297,7 @@ def _raise_patterns(
         if missing:
             hits = [
                 PatternHit(
-                    rule="referral-incomplete",
+                    rule=Rule.REFERRAL_INCOMPLETE,
                     scope=event.data.referral_id,
                     at=event.time,
                     severity=incomplete.severity,

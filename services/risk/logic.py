@@ -31,6 +31,7 @@ from schemas.views import child_view_event
 from services.common.stream.driver import Change, View
 from services.common.stream.inputs import Input, Record
 from services.common.streams import key_partition
+from services.common.timeliness import classify
 from services.risk import outcomes, rules
 from services.risk.caps import MAX_RECORD_BYTES, Capped, cap, fit
 from services.risk.child_view import child_view
@@ -225,10 +226,11 @@ class RiskLogic:
         for lag in effects.outcome.lags:
             metrics.deadline_lag.observe(lag)
         for closed in effects.closed:
-            late = closed.late_by_seconds
-            on_time = closed.outcome is OutcomeKind.MET and (late or 0) <= 0
-            label = "met_on_time" if on_time else closed.outcome.value
+            label = "breached"
+            if closed.outcome is OutcomeKind.MET:
+                label = classify(closed.due_at, closed.fulfilled_at, closed.at).value
             metrics.closed.labels(rule=closed.rule, outcome=label).inc()
+            late = closed.late_by_seconds
             if late is not None and late > 0:
                 metrics.lateness.labels(rule=closed.rule).observe(late)
         for effect in effects.outcome.effects:

@@ -22,7 +22,7 @@ class RiskMetrics:
         )
         self.closed = Counter(
             "safeguard_risk_obligations_closed_total",
-            "Obligations met or breached, by rule and outcome (met_on_time, met, breached); "
+            "Obligations met or breached, by rule and outcome (met_on_time, met_late, breached); "
             "a breach later fulfilled counts once as breached and once as met.",
             ["rule", "outcome"],
             registry=registry,

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from schemas.alerts import EventRef
 from services.risk.policy import RiskPolicy
-from services.risk.rules import NewObligation, describe
+from services.risk.rules import ROUTINE_VISIT, NewObligation, describe
 from services.risk.state import SubjectState
 
 
@@ -44,9 +44,9 @@ def routine_cycles(state: SubjectState, policy: RiskPolicy) -> list[NewObligatio
             continue  # replaced by the cycle the assessment starts
         cycles.append(
             NewObligation(
-                rule="offender-routine-visit",
+                rule=ROUTINE_VISIT.rule.value,
                 scope=anchor.at.isoformat(),
-                match="visit",
+                match=ROUTINE_VISIT.match(),
                 due_at=due,
                 severity=rule.severity,
                 summary=f"No visit within {describe(window)} for a {level.value.replace('_', '-')}"

@@ -1,16 +1,22 @@
-"""The obligation rules of docs/contract.md section 3, as pure functions of one event.
+"""The deadline rules of docs/contract.md section 3, each declared once, as a table.
 
-`triggered` says which obligations an event creates for a subject; `facts` says which
-fulfilling facts it records. Neither looks at state: the engine matches facts to
-obligations whichever arrives first, which is what makes arrival order irrelevant.
+A rule says which events open its obligations (and with what window, severity and
+area), the match key of the facts that fulfil them, and which events record such
+facts. Both sides build the key with the rule's own `match`, so an obligation and the
+facts that meet it cannot disagree about it. Nothing here looks at state: the engine
+matches facts to obligations whichever arrives first, which is what makes arrival
+order irrelevant. `triggered` and `facts` read the table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
-from schemas.alerts import EventRef, Severity
+from typing_extensions import override
+
+from schemas.alerts import EventRef, Rule, Severity
 from schemas.events import (
     Agency,
     ChildFoundEvent,
@@ -87,214 +93,463 @@ def describe(window: timedelta) -> str:
     return f"{hours // 24} days"
 
 
-def triggered(  # noqa: PLR0911 - one branch per event type reads best
-    event: Event, kind: SubjectKind, subject_id: str, policy: RiskPolicy
-) -> list[NewObligation]:
-    """Return the obligations `event` creates for the subject `(kind, subject_id)`."""
-    rules = policy.obligations
-    trigger = ref(event)
-    at = event.time
-    if isinstance(event, IncidentReportedEvent) and kind == "child":
-        return _incident(event, subject_id, policy)
-    if isinstance(event, ExploitationConcernRaisedEvent):
-        rule = rules.exploitation_action
-        high = event.data.level is ConcernLevel.HIGH
-        window = rule.window_when_level_high if high else rule.window
-        return [
-            NewObligation(
-                rule="exploitation-action",
-                scope=event.data.concern_id,
-                match="action",
-                due_at=at + window,
-                severity=rule.severity_when_level_high if high else rule.severity,
-                summary=f"No safeguarding action within {describe(window)} of a "
-                f"{event.data.level.value}-level {event.data.kind.value} exploitation concern",
-                trigger=trigger,
-                triggered_at=at,
-                not_before=at,
-            )
-        ]
-    if isinstance(event, ChildMissingEvent):
-        missing = rules.missing_referral
-        grade_window = missing.windows.get(event.data.risk_grade)
-        if grade_window is None:
+class DeadlineRule:
+    """One deadline rule: what opens its obligations and what fulfils them."""
+
+    rule: ClassVar[Rule]
+    # The facts that fulfil it are kept under `prefix` or `prefix|<what it is per>`.
+    prefix: ClassVar[str]
+    opened_by: ClassVar[tuple[type[Event], ...]] = ()
+    fulfilled_by: ClassVar[tuple[type[Event], ...]] = ()
+
+    def match(self, per: str | None = None) -> str:
+        """Return the key of the facts that fulfil an obligation (per incident, episode...)."""
+        return self.prefix if per is None else f"{self.prefix}|{per}"
+
+    def opens(
+        self,
+        event: Event,  # noqa: ARG002
+        subject: SubjectKey,  # noqa: ARG002
+        policy: RiskPolicy,  # noqa: ARG002
+    ) -> list[NewObligation]:
+        """Return the obligations `event` opens for `subject`."""
+        return []
+
+    def fulfils(self, event: Event) -> list[str]:  # noqa: ARG002 - overridden by every rule
+        """Return the match keys of the facts `event` records."""
+        return []
+
+    def owed(  # noqa: PLR0913 - one argument per part of an obligation
+        self,
+        event: Event,
+        *,
+        scope: str,
+        per: str | None,
+        due_at: datetime,
+        severity: Severity,
+        summary: str,
+        area: str | None = None,
+        not_before: datetime | None = None,
+    ) -> NewObligation:
+        """Return an obligation of this rule that `event` opens."""
+        return NewObligation(
+            rule=self.rule.value,
+            scope=scope,
+            match=self.match(per),
+            due_at=due_at,
+            severity=severity,
+            summary=summary,
+            trigger=ref(event),
+            triggered_at=event.time,
+            area=area,
+            not_before=not_before,
+        )
+
+
+def _child(event: IncidentReportedEvent, subject: SubjectKey) -> tuple[bool, int | None] | None:
+    """Return (present, age) of the subject among an incident's children, if it is one."""
+    if subject.kind is not SubjectKind.CHILD:
+        return None
+    child = next((c for c in event.data.children if c.child_id == subject.id), None)
+    return None if child is None else (child.present, child.age)
+
+
+def _category(event: IncidentReportedEvent) -> str:
+    return event.data.category.value.replace("_", " ")
+
+
+class WelfareCheck(DeadlineRule):
+    """A child present at a domestic-abuse incident is seen and checked."""
+
+    rule = Rule.WELFARE_CHECK
+    prefix = "welfare"
+    opened_by = (IncidentReportedEvent,)
+    fulfilled_by = (ChildWelfareCheckedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per child present at a domestic-abuse incident."""
+        assert isinstance(event, IncidentReportedEvent)  # noqa: S101 - opened_by
+        child = _child(event, subject)
+        if (
+            child is None
+            or not child[0]
+            or event.data.category is not IncidentCategory.DOMESTIC_ABUSE
+        ):
             return []
-        window = grade_window
+        window = policy.obligations.welfare_check.window
+        incident = event.data.incident_id
         return [
-            NewObligation(
-                rule="missing-referral",
-                scope=event.data.episode_id,
-                match=f"episode-referral|{event.data.episode_id}",
-                due_at=at + window,
-                severity=missing.severity,
-                summary=f"No referral to children's social care within {describe(window)} of a "
-                f"{event.data.risk_grade.value.replace('_', ' ')}-risk missing episode",
-                trigger=trigger,
-                triggered_at=at,
-            )
-        ]
-    if isinstance(event, ChildFoundEvent):
-        window = rules.return_interview.window
-        return [
-            NewObligation(
-                rule="return-interview",
-                scope=event.data.episode_id,
-                match=f"return-interview|{event.data.episode_id}",
-                due_at=at + window,
-                severity=rules.return_interview.severity,
-                summary=f"No return interview within {describe(window)} of a child being found",
-                trigger=trigger,
-                triggered_at=at,
-            )
-        ]
-    if isinstance(event, OffenderRegisteredEvent):
-        window = rules.offender_initial_visit.window
-        return [
-            NewObligation(
-                rule="offender-initial-visit",
-                scope="initial",
-                match="visit-initial",
-                due_at=at + window,
-                severity=rules.offender_initial_visit.severity,
-                summary=f"No initial visit within {describe(window)} of a sex offender's "
-                "registration",
-                trigger=trigger,
-                triggered_at=at,
+            self.owed(
+                event,
+                scope=incident,
+                per=incident,
+                due_at=event.time + window,
+                severity=policy.obligations.welfare_check.severity,
+                summary=f"A child present at a {_category(event)} incident not checked within "
+                f"{describe(window)}",
                 area=event.data.area,
             )
         ]
-    if isinstance(event, ForensicExaminationRequestedEvent):
-        forensic = rules.forensic_examination
-        second_severity = (
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match a welfare check of the child at the same incident (any outcome)."""
+        assert isinstance(event, ChildWelfareCheckedEvent)  # noqa: S101 - fulfilled_by
+        return [self.match(event.data.incident_id)]
+
+
+class SocialCareReferral(DeadlineRule):
+    """Children's social care is told of an incident a child was involved in."""
+
+    rule = Rule.SOCIAL_CARE_REFERRAL
+    prefix = "social-care-referral"
+    opened_by = (IncidentReportedEvent,)
+    fulfilled_by = (ReferralSharedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per child of an incident of any category but `other`."""
+        assert isinstance(event, IncidentReportedEvent)  # noqa: S101 - opened_by
+        if _child(event, subject) is None or event.data.category is IncidentCategory.OTHER:
+            return []
+        social = policy.obligations.social_care_referral
+        high = event.data.dash_risk is DashRisk.HIGH
+        window = social.window_when_dash_high if high else social.window
+        incident = event.data.incident_id
+        return [
+            self.owed(
+                event,
+                scope=incident,
+                per=incident,
+                due_at=event.time + window,
+                severity=social.severity,
+                summary=f"No referral to children's social care within {describe(window)} "
+                f"of a {_category(event)} incident",
+                area=event.data.area,
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match a referral to children's social care or the MASH naming the incident."""
+        assert isinstance(event, ReferralSharedEvent)  # noqa: S101 - fulfilled_by
+        data = event.data
+        if data.agency in SOCIAL_CARE and data.incident_id is not None:
+            return [self.match(data.incident_id)]
+        return []
+
+
+class SchoolNotification(DeadlineRule):
+    """A school-age child's school is told of a domestic-abuse incident by the next school day."""
+
+    rule = Rule.SCHOOL_NOTIFICATION
+    prefix = "school"
+    opened_by = (IncidentReportedEvent,)
+    fulfilled_by = (ReferralSharedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per child aged 4..17 (or of unknown age) at a domestic-abuse incident."""
+        assert isinstance(event, IncidentReportedEvent)  # noqa: S101 - opened_by
+        child = _child(event, subject)
+        school = policy.obligations.school_notification
+        if child is None or event.data.category is not IncidentCategory.DOMESTIC_ABUSE:
+            return []
+        age = child[1]
+        if age is not None and age < school.min_age:
+            return []
+        incident = event.data.incident_id
+        due = next_school_day_at(
+            event.time, at=school.deadline_time, timezone=school.timezone, holidays=school.holidays
+        )
+        return [
+            self.owed(
+                event,
+                scope=incident,
+                per=incident,
+                due_at=due,
+                severity=school.severity,
+                summary=f"School not told by the next school day of a {_category(event)} incident",
+                area=event.data.area,
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match a referral to the school naming the incident."""
+        assert isinstance(event, ReferralSharedEvent)  # noqa: S101 - fulfilled_by
+        data = event.data
+        if data.agency is Agency.SCHOOL and data.incident_id is not None:
+            return [self.match(data.incident_id)]
+        return []
+
+
+class ExploitationAction(DeadlineRule):
+    """An exploitation concern is followed by safeguarding action for the child."""
+
+    rule = Rule.EXPLOITATION_ACTION
+    prefix = "action"
+    opened_by = (ExploitationConcernRaisedEvent,)
+    fulfilled_by = (SafeguardingActionTakenEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per concern; met by any action for the child at or after it."""
+        assert isinstance(event, ExploitationConcernRaisedEvent)  # noqa: S101 - opened_by
+        rule = policy.obligations.exploitation_action
+        data = event.data
+        high = data.level is ConcernLevel.HIGH
+        window = rule.window_when_level_high if high else rule.window
+        return [
+            self.owed(
+                event,
+                scope=data.concern_id,
+                per=None,
+                due_at=event.time + window,
+                severity=rule.severity_when_level_high if high else rule.severity,
+                summary=f"No safeguarding action within {describe(window)} of a "
+                f"{data.level.value}-level {data.kind.value} exploitation concern",
+                not_before=event.time,
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match any safeguarding action for the child (its concern need not match)."""
+        return [self.match()]
+
+
+class MissingReferral(DeadlineRule):
+    """A missing episode is referred to children's social care within its grade's window."""
+
+    rule = Rule.MISSING_REFERRAL
+    prefix = "episode-referral"
+    opened_by = (ChildMissingEvent,)
+    fulfilled_by = (ReferralSharedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per episode whose grade has a window."""
+        assert isinstance(event, ChildMissingEvent)  # noqa: S101 - opened_by
+        missing = policy.obligations.missing_referral
+        data = event.data
+        window = missing.windows.get(data.risk_grade)
+        if window is None:
+            return []
+        grade = data.risk_grade.value.replace("_", " ")
+        return [
+            self.owed(
+                event,
+                scope=data.episode_id,
+                per=data.episode_id,
+                due_at=event.time + window,
+                severity=missing.severity,
+                summary=f"No referral to children's social care within {describe(window)} of a "
+                f"{grade}-risk missing episode",
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match a referral to children's social care or the MASH naming the episode."""
+        assert isinstance(event, ReferralSharedEvent)  # noqa: S101 - fulfilled_by
+        data = event.data
+        if data.agency in SOCIAL_CARE and data.episode_id is not None:
+            return [self.match(data.episode_id)]
+        return []
+
+
+class ReturnInterview(DeadlineRule):
+    """A child found after going missing gets a return interview."""
+
+    rule = Rule.RETURN_INTERVIEW
+    prefix = "return-interview"
+    opened_by = (ChildFoundEvent,)
+    fulfilled_by = (ReturnInterviewCompletedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per episode the child is found from."""
+        assert isinstance(event, ChildFoundEvent)  # noqa: S101 - opened_by
+        rule = policy.obligations.return_interview
+        episode = event.data.episode_id
+        return [
+            self.owed(
+                event,
+                scope=episode,
+                per=episode,
+                due_at=event.time + rule.window,
+                severity=rule.severity,
+                summary=f"No return interview within {describe(rule.window)} of a child "
+                "being found",
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match a return interview for the same episode."""
+        assert isinstance(event, ReturnInterviewCompletedEvent)  # noqa: S101 - fulfilled_by
+        return [self.match(event.data.episode_id)]
+
+
+class OffenderInitialVisit(DeadlineRule):
+    """A newly registered sex offender gets an initial visit."""
+
+    rule = Rule.OFFENDER_INITIAL_VISIT
+    prefix = "visit-initial"
+    opened_by = (OffenderRegisteredEvent,)
+    fulfilled_by = (OffenderVisitedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per offender at its registration."""
+        assert isinstance(event, OffenderRegisteredEvent)  # noqa: S101 - opened_by
+        rule = policy.obligations.offender_initial_visit
+        return [
+            self.owed(
+                event,
+                scope="initial",
+                per=None,
+                due_at=event.time + rule.window,
+                severity=rule.severity,
+                summary=f"No initial visit within {describe(rule.window)} of a sex offender's "
+                "registration",
+                area=event.data.area,
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match an initial visit."""
+        assert isinstance(event, OffenderVisitedEvent)  # noqa: S101 - fulfilled_by
+        return [self.match()] if event.data.visit is VisitKind.INITIAL else []
+
+
+class OffenderRoutineVisit(DeadlineRule):
+    """Every visit cycle of a registered offender ends with a visit.
+
+    Its obligations are derived from the offender's whole visit and assessment history
+    (`services.risk.offender.routine_cycles`), not opened by single events.
+    """
+
+    rule = Rule.OFFENDER_ROUTINE_VISIT
+    prefix = "visit"
+    fulfilled_by = (OffenderVisitedEvent,)
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match any visit, initial or routine."""
+        return [self.match()]
+
+
+class ForensicExamination(DeadlineRule):
+    """A forensic examination is completed, with a first and a second deadline."""
+
+    rule = Rule.FORENSIC_EXAMINATION
+    prefix = "forensic-completed"
+    opened_by = (ForensicExaminationRequestedEvent,)
+    fulfilled_by = (ForensicExaminationCompletedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open two per enquiry; the completion meets both."""
+        assert isinstance(event, ForensicExaminationRequestedEvent)  # noqa: S101 - opened_by
+        forensic = policy.obligations.forensic_examination
+        second = (
             forensic.second.severity_when_contact_restricted
             if event.data.contact_restricted
             else forensic.second.severity
         )
         return [
-            NewObligation(
-                rule="forensic-examination",
-                scope=f"{stage}",
-                match="forensic-completed",
-                due_at=at + window,
+            self.owed(
+                event,
+                scope=stage,
+                per=None,
+                due_at=event.time + window,
                 severity=severity,
                 summary=f"Forensic examination not completed within {describe(window)} "
                 "of the request",
-                trigger=trigger,
-                triggered_at=at,
             )
             for stage, window, severity in (
                 ("first", forensic.first.window, forensic.first.severity),
-                ("second", forensic.second.window, second_severity),
+                ("second", forensic.second.window, second),
             )
         ]
-    if isinstance(event, CustodyChildDetainedEvent) and event.data.charged:
-        window = rules.child_in_custody.window
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match the examination's completion."""
+        return [self.match()]
+
+
+class ChildInCustody(DeadlineRule):
+    """A charged child is not held in police custody past the window."""
+
+    rule = Rule.CHILD_IN_CUSTODY
+    prefix = "released"
+    opened_by = (CustodyChildDetainedEvent,)
+    fulfilled_by = (CustodyChildReleasedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per detention of a charged child."""
+        assert isinstance(event, CustodyChildDetainedEvent)  # noqa: S101 - opened_by
+        if not event.data.charged:
+            return []
+        rule = policy.obligations.child_in_custody
+        custody = event.data.custody_id
         return [
-            NewObligation(
-                rule="child-in-custody",
-                scope=event.data.custody_id,
-                match=f"released|{event.data.custody_id}",
-                due_at=at + window,
-                severity=rules.child_in_custody.severity,
-                summary=f"A charged child still in police custody {describe(window)} "
+            self.owed(
+                event,
+                scope=custody,
+                per=custody,
+                due_at=event.time + rule.window,
+                severity=rule.severity,
+                summary=f"A charged child still in police custody {describe(rule.window)} "
                 "after detention",
-                trigger=trigger,
-                triggered_at=at,
             )
         ]
-    return []
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match the child's release from the same custody."""
+        assert isinstance(event, CustodyChildReleasedEvent)  # noqa: S101 - fulfilled_by
+        return [self.match(event.data.custody_id)]
 
 
-def _incident(
-    event: IncidentReportedEvent, child_id: str, policy: RiskPolicy
-) -> list[NewObligation]:
-    rules = policy.obligations
-    data = event.data
-    child = next(c for c in data.children if c.child_id == child_id)
-    trigger, at, incident = ref(event), event.time, data.incident_id
-    category = data.category.value.replace("_", " ")
-    found: list[NewObligation] = []
-    domestic = data.category is IncidentCategory.DOMESTIC_ABUSE
-    if domestic and child.present:
-        window = rules.welfare_check.window
-        found.append(
-            NewObligation(
-                rule="welfare-check",
-                scope=incident,
-                match=f"welfare|{incident}",
-                due_at=at + window,
-                severity=rules.welfare_check.severity,
-                summary=f"A child present at a {category} incident not checked within "
-                f"{describe(window)}",
-                trigger=trigger,
-                triggered_at=at,
-                area=data.area,
-            )
-        )
-    if data.category is not IncidentCategory.OTHER:
-        social = rules.social_care_referral
-        window = social.window_when_dash_high if data.dash_risk is DashRisk.HIGH else social.window
-        found.append(
-            NewObligation(
-                rule="social-care-referral",
-                scope=incident,
-                match=f"social-care-referral|{incident}",
-                due_at=at + window,
-                severity=social.severity,
-                summary=f"No referral to children's social care within {describe(window)} "
-                f"of a {category} incident",
-                trigger=trigger,
-                triggered_at=at,
-                area=data.area,
-            )
-        )
-    school = rules.school_notification
-    if domestic and (child.age is None or child.age >= school.min_age):
-        found.append(
-            NewObligation(
-                rule="school-notification",
-                scope=incident,
-                match=f"school|{incident}",
-                due_at=next_school_day_at(
-                    at, at=school.deadline_time, timezone=school.timezone, holidays=school.holidays
-                ),
-                severity=school.severity,
-                summary=f"School not told by the next school day of a {category} incident",
-                trigger=trigger,
-                triggered_at=at,
-                area=data.area,
-            )
-        )
-    return found
+RULES: tuple[DeadlineRule, ...] = (
+    WelfareCheck(),
+    SocialCareReferral(),
+    SchoolNotification(),
+    ExploitationAction(),
+    MissingReferral(),
+    ReturnInterview(),
+    OffenderInitialVisit(),
+    OffenderRoutineVisit(),
+    ForensicExamination(),
+    ChildInCustody(),
+)
+ROUTINE_VISIT = next(r for r in RULES if isinstance(r, OffenderRoutineVisit))
+
+_OPENING: dict[type[Event], tuple[DeadlineRule, ...]] = {}
+_FULFILLING: dict[type[Event], tuple[DeadlineRule, ...]] = {}
+for _rule in RULES:
+    for _kind in _rule.opened_by:
+        _OPENING[_kind] = (*_OPENING.get(_kind, ()), _rule)
+    for _kind in _rule.fulfilled_by:
+        _FULFILLING[_kind] = (*_FULFILLING.get(_kind, ()), _rule)
 
 
-def facts(event: Event) -> list[tuple[str, Fact]]:  # noqa: C901, PLR0911 - a branch per type
+def triggered(event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+    """Return the obligations `event` opens for `subject`, by every rule it opens."""
+    return [o for rule in _OPENING.get(type(event), ()) for o in rule.opens(event, subject, policy)]
+
+
+def facts(event: Event) -> list[tuple[str, Fact]]:
     """Return the `(match key, fact)` pairs `event` records for its subject."""
+    rules = _FULFILLING.get(type(event), ())
+    if not rules:
+        return []
     fact = Fact(at=event.time, ref=ref(event))
-    if isinstance(event, ChildWelfareCheckedEvent):
-        return [(f"welfare|{event.data.incident_id}", fact)]
-    if isinstance(event, ReferralSharedEvent):
-        data = event.data
-        keys: list[str] = []
-        if data.agency in SOCIAL_CARE:
-            if data.incident_id is not None:
-                keys.append(f"social-care-referral|{data.incident_id}")
-            if data.episode_id is not None:
-                keys.append(f"episode-referral|{data.episode_id}")
-        if data.agency is Agency.SCHOOL and data.incident_id is not None:
-            keys.append(f"school|{data.incident_id}")
-        return [(key, fact) for key in keys]
-    if isinstance(event, SafeguardingActionTakenEvent):
-        return [("action", fact)]
-    if isinstance(event, ReturnInterviewCompletedEvent):
-        return [(f"return-interview|{event.data.episode_id}", fact)]
-    if isinstance(event, OffenderVisitedEvent):
-        found = [("visit", fact)]
-        if event.data.visit is VisitKind.INITIAL:
-            found.append(("visit-initial", fact))
-        return found
-    if isinstance(event, ForensicExaminationCompletedEvent):
-        return [("forensic-completed", fact)]
-    if isinstance(event, CustodyChildReleasedEvent):
-        return [(f"released|{event.data.custody_id}", fact)]
-    return []
+    return [(key, fact) for rule in rules for key in rule.fulfils(event)]

@@ -279,9 +279,7 @@ def test_a_batch_retried_after_a_failed_publish_sends_and_counts_what_one_attemp
                 sorted(len(s.pending.members) for s in pipeline.receivers.sent),
                 pipeline.metric(reg, "safeguard_notify_duplicates_dropped_total"),
                 pipeline.metric(reg, "safeguard_notify_escalation_timing_error_seconds_count"),
-                pipeline.notify.driver.metrics.transient_failures.labels(
-                    stage="publish"
-                )._value.get(),  # noqa: SLF001
+                pipeline.metric(reg, "safeguard_notify_transient_failures_total", stage="publish"),
             )
         )
     once, retried = results

@@ -101,7 +101,7 @@ class MemoryRuntime(Generic[S]):
         dead_letters_topic: str = "deadletter",
         batch_max: int = 500,
         table: MemoryTable | None = None,
-        registry: CollectorRegistry | None = None,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.broker = broker
         self.clock = clock
@@ -114,7 +114,7 @@ class MemoryRuntime(Generic[S]):
             table=self.table,
             publisher=broker,
             clock=clock,
-            metrics=StreamMetrics(registry or CollectorRegistry(), f"safeguard_{name}"),
+            metrics=metrics or StreamMetrics(CollectorRegistry(), f"safeguard_{name}"),
             checks_topic=f"{name}-checks",
             dead_letters_topic=dead_letters_topic,
             retry=RetryPolicy(first_delay_seconds=0, max_delay_seconds=0),

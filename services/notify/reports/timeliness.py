@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.common.durations import format_duration
+from services.common.timeliness import Timeliness, classify
 from services.notify.reports.state import ObligationState
 
 NO_AREA = ""  # an obligation without an area (shown as "(none)")
@@ -274,11 +275,12 @@ def _groups(report: Report, rule: str, area: str | None, day: int) -> list[Figur
 def _count(state: ObligationState, now: float, groups: list[Figures]) -> float | None:
     """Add one obligation to each group; return its lateness when it has one."""
     due, triggered = state.due or 0.0, state.triggered or 0.0
-    if state.fulfilled is None and state.closed is None and due > now:
+    judged = classify(due, state.fulfilled, now, closed_by_hand=state.closed is not None)
+    if judged is Timeliness.NOT_YET_DUE:
         for f in groups:
             f.not_yet_due += 1
         return None
-    if state.fulfilled is None and state.closed is not None:
+    if judged is Timeliness.CLOSED_BY_HAND:
         for f in groups:
             f.due += 1
             f.closed_by_hand += 1
@@ -287,16 +289,9 @@ def _count(state: ObligationState, now: float, groups: list[Figures]) -> float |
     # Met (on time or late), or still open past its due time: both have a lateness.
     end = state.fulfilled if state.fulfilled is not None else now
     lateness, delay = max(0.0, end - due), end - triggered
-    figure = (
-        "open_overdue"
-        if state.fulfilled is None
-        else "met_on_time"
-        if state.fulfilled <= due
-        else "met_late"
-    )
     for f in groups:
         f.due += 1
-        setattr(f, figure, getattr(f, figure) + 1)
+        setattr(f, judged.value, getattr(f, judged.value) + 1)
         f.lateness.append(lateness)
         f.delays.append(delay)
     return lateness
