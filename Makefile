@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m devtools.run
 
+# Four workers on two cores: most tests wait on real processes (a broker, services, a
+# browser) rather than compute; a module's tests stay on one worker with its stack.
+PYTEST_WORKERS ?= 4
+
 test: $(STAMP) tools lint typecheck schemas-check
-	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -23,7 +23,7 @@ from tests.fixtures.events import neglect_records, referral_window_policy
 
 pytestmark = pytest.mark.integration
 
-WINDOW = timedelta(seconds=20)
+WINDOW = timedelta(seconds=12)
 
 
 @pytest.fixture

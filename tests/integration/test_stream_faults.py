@@ -31,8 +31,8 @@ from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
-BURST = 5000
-WINDOW = timedelta(seconds=25)
+BURST = 2000
+WINDOW = timedelta(seconds=15)
 
 
 @pytest.fixture
