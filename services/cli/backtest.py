@@ -32,7 +32,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from schemas.alerts import AlertRaised, AlertResolved
 from schemas.deadletter import DeadLetter
 from schemas.errors import InvalidEvent, MalformedJSON
 from schemas.events import parse_event_json
@@ -45,6 +44,7 @@ from services.risk.engine import Outcome
 from services.risk.logic import RiskEffects, RiskLogic, RiskTopics
 from services.risk.metrics import RiskMetrics
 from services.risk.policy import RiskPolicy
+from services.risk.records import Raised, Resolved
 from services.risk.state import Obligation, SubjectState
 
 ARRIVAL_FIELD = "recordedat"
@@ -393,7 +393,7 @@ class Replay:
     def _record(self, outcome: Outcome) -> None:
         for effect in outcome.effects:
             figures = self.result.rules.setdefault(effect.rule, RuleFigures())
-            if isinstance(effect, AlertRaised):
+            if isinstance(effect, Raised):
                 figures.alerts += 1
                 if effect.due_at is not None:
                     figures.breaches += 1
@@ -406,7 +406,7 @@ class Replay:
                     area=effect.area,
                     raised_at=effect.raised_at,
                 )
-            elif isinstance(effect, AlertResolved):
+            elif isinstance(effect, Resolved):
                 figures.resolved_late += 1
                 raised = self.result.alerts.get(effect.alert_id)
                 if raised is not None:

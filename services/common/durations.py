@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -17,12 +18,23 @@ def parse_duration(text: object) -> timedelta:
     """Parse `1d12h`-style text; timedeltas pass through unchanged."""
     if isinstance(text, timedelta):
         return text
-    if not isinstance(text, str) or not _WHOLE.match(text.strip()):
+    if not isinstance(text, str):
+        # A ValueError, not a TypeError: pydantic reports only the former as invalid input.
+        raise ValueError(f"expected a duration such as 90s, 15m, 4h, 14d or 1d12h, got {text!r}")  # noqa: TRY004
+    return _parse(text)
+
+
+# Every alert's record holds its ladder's durations: the same few strings, decoded at
+# every step of every alert.
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> timedelta:
+    if not _WHOLE.match(text.strip()):
         raise ValueError(f"expected a duration such as 90s, 15m, 4h, 14d or 1d12h, got {text!r}")
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
     return timedelta(seconds=seconds)
 
 
+@functools.lru_cache(maxsize=256)
 def format_duration(delta: timedelta) -> str:
     """Render a timedelta in the same style, largest units first."""
     remaining = int(delta.total_seconds())

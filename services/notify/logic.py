@@ -18,6 +18,7 @@ exactly as one attempt would.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,7 +37,6 @@ from schemas.notifications import (
     alert_reopened_event,
     parse_notification,
 )
-from schemas.views import alert_view_event
 from services.common.stream.driver import Change, View
 from services.common.stream.inputs import Input, Record
 from services.notify.alert_view import alert_view
@@ -156,11 +156,17 @@ class NotifyLogic:
     # -- codecs -------------------------------------------------------------------------
 
     def encode(self, state: AlertRecord) -> bytes:
-        """Return the table value."""
-        return state.model_dump_json(exclude_defaults=True).encode()
+        """Return the table value: deflated JSON (level 1).
+
+        A record repeats its field names, receivers and timeline entries: it shrinks to
+        about a third for some 10 microseconds, where the table is the worker's memory.
+        """
+        return zlib.compress(state.model_dump_json(exclude_defaults=True).encode(), 1)
 
     def decode(self, raw: bytes) -> AlertRecord:
-        """Return the record a table value holds."""
+        """Return the record a table value holds (deflated JSON, or JSON as once written)."""
+        if raw[:1] != b"{":
+            raw = zlib.decompress(raw)
         return AlertRecord.model_validate_json(raw)
 
     def due(self, state: AlertRecord) -> datetime | None:
@@ -317,11 +323,7 @@ class NotifyLogic:
             records.append(
                 Record(self.topics.notifications, key, alert_escalated_event(data).to_json())
             )
-        records.append(
-            Record(
-                self.topics.alert_views, key, alert_view_event(alert_view(record, now)).to_json()
-            )
-        )
+        records.append(Record(self.topics.alert_views, key, alert_view(record, now)))
         effects = NotifyEffects(
             dispatches=list(decision.dispatches),
             duplicate=duplicate,

@@ -2,17 +2,22 @@
 
 A pure function of a child's state: the risk level with the factors behind it, every
 obligation the state still holds (open ones with their due times, closed ones with how
-they were met), and the recent event types and times. Ids, codes and times only.
+they were met), and the recent event types and times. Ids, codes and times only. Built
+as plain data and encoded as risk's other records are (services/risk/records.py); the
+contract's `ChildViewEvent` reads it (tests/unit/test_risk_records.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from schemas.views import ChildObligation, ChildView, ObligationStatus, RecentEvent, RiskFactor
-from services.risk.outcomes import obligation_id
+from schemas.views import CHILD_VIEW_TYPE, RISK_SOURCE, ObligationStatus
+from services.common.timeliness import classify
+from services.risk.engine import obligation_alert_id
 from services.risk.policy import RiskPolicy
-from services.risk.scoring import score
+from services.risk.records import encode
+from services.risk.scoring import Score
 from services.risk.state import Obligation, SubjectState
 
 
@@ -21,42 +26,51 @@ def status(obligation: Obligation) -> ObligationStatus:
     fulfilled = obligation.fulfilled_at
     if fulfilled is None:
         return ObligationStatus.OVERDUE if obligation.raised else ObligationStatus.PENDING
-    return (
-        ObligationStatus.MET_ON_TIME
-        if fulfilled <= obligation.due_at
-        else ObligationStatus.MET_LATE
-    )
+    return ObligationStatus(classify(obligation.due_at, fulfilled, fulfilled).value)
 
 
-def child_view(state: SubjectState, now: datetime, policy: RiskPolicy) -> ChildView:
-    """Return what the child page shows of a child, as of `now`."""
-    current = score(state, now, policy.scoring)
-    return ChildView.model_construct(
-        child_id=state.id,
-        revision=state.revision,
-        as_of=now,
-        level=current.level.value,
-        score=current.points,
-        factors=[
-            RiskFactor.model_construct(signal=f.signal, points=f.points, at=f.at)
-            for f in current.factors
-        ],
-        obligations=[
-            ChildObligation.model_construct(
-                obligation_id=obligation_id(state, o, policy.alert_key),
-                rule=o.rule,
-                area=o.area,
-                severity=o.severity,
-                triggered_at=o.triggered_at,
-                due_at=o.due_at,
-                status=status(o),
-                fulfilled_at=o.fulfilled_at,
-                fulfilment=o.fulfilment,
-                breached=o.raised,
-            )
+def _obligation(state: SubjectState, o: Obligation, key: bytes) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "obligation_id": obligation_alert_id(state, o, key),
+        "rule": o.rule,
+        "severity": o.severity,
+        "triggered_at": o.triggered_at,
+        "due_at": o.due_at,
+        "status": status(o),
+        "breached": o.raised,
+    }
+    if o.area is not None:
+        item["area"] = o.area
+    if o.fulfilled_at is not None:
+        item["fulfilled_at"] = o.fulfilled_at
+    if o.fulfilment is not None:
+        item["fulfilment"] = o.fulfilment
+    return item
+
+
+def child_view(state: SubjectState, current: Score, now: datetime, policy: RiskPolicy) -> bytes:
+    """Return the `child.view` CloudEvent of a child, scored `current` at `now`."""
+    data = {
+        "child_id": state.id,
+        "revision": state.revision,
+        "as_of": now,
+        "level": current.level,
+        "score": current.points,
+        "factors": [{"signal": f.signal, "points": f.points, "at": f.at} for f in current.factors],
+        "obligations": [
+            _obligation(state, o, policy.alert_key)
             for o in sorted(state.obligations.values(), key=lambda o: o.due_at)
         ],
-        recent_events=[
-            RecentEvent.model_construct(type=r.type, at=r.at) for r in reversed(state.recent)
-        ],
+        "recent_events": [{"type": r.type, "at": r.at} for r in reversed(state.recent)],
+    }
+    return encode(
+        {
+            "specversion": "1.0",
+            "id": f"{state.id}:{state.revision}",
+            "source": RISK_SOURCE,
+            "type": CHILD_VIEW_TYPE,
+            "time": now,
+            "datacontenttype": "application/json",
+            "data": data,
+        }
     )

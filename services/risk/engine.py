@@ -11,14 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.alerts import (
-    AlertRaised,
-    AlertResolved,
-    EventRef,
-    Rule,
-    Severity,
-    deterministic_alert_id,
-)
+from schemas.alerts import Rule, Severity, SubjectKind, deterministic_alert_id
 from schemas.events import (
     ChildMissingEvent,
     CustodyChildDetainedEvent,
@@ -36,7 +29,8 @@ from services.risk.keys import ObligationKey, SubjectKey
 from services.risk.offender import routine_cycles
 from services.risk.patterns import PatternHit, repeats
 from services.risk.policy import RiskLevel, RiskPolicy
-from services.risk.scoring import score
+from services.risk.records import Raised, Resolved
+from services.risk.scoring import Score, score
 from services.risk.state import (
     Concern,
     Episode,
@@ -46,11 +40,12 @@ from services.risk.state import (
     Obligation,
     PatternAlert,
     RecentEvent,
+    Ref,
     SubjectState,
     Visit,
 )
 
-Effect = AlertRaised | AlertResolved
+Effect = Raised | Resolved
 RECENT_EVENTS = 50
 ELEVATED = frozenset({RiskLevel.HIGH, RiskLevel.CRITICAL})
 
@@ -63,6 +58,8 @@ class Outcome:
     duplicate: bool = False
     # Seconds each breach the clock raised fired after its check time (deadline lag).
     lags: list[float] = field(default_factory=list)
+    # A child's score as the decision left it, when it was computed (the child view's).
+    score: Score | None = None
 
 
 def evaluate(state: SubjectState, event: Event, now: datetime, policy: RiskPolicy) -> Outcome:
@@ -110,6 +107,13 @@ def check(state: SubjectState, now: datetime, policy: RiskPolicy) -> Outcome:
 def alert_id(state: SubjectState, rule: str, scope: str, key: bytes) -> str:
     """Return the deterministic id of an alert: same breach and key, same id."""
     return deterministic_alert_id(rule, state.kind, state.id, scope, key=key)
+
+
+def obligation_alert_id(state: SubjectState, obligation: Obligation, key: bytes) -> str:
+    """Return the id an obligation's alert has (or would have), computed once and kept."""
+    if obligation.alert_id is None:
+        obligation.alert_id = alert_id(state, obligation.rule, obligation.scope, key)
+    return obligation.alert_id
 
 
 def _record(state: SubjectState, event: Event) -> None:
@@ -202,9 +206,7 @@ def _refresh(state: SubjectState, obligation: Obligation) -> bool:
     return obligation.raised and not obligation.resolved
 
 
-def _finish(
-    state: SubjectState, now: datetime, policy: RiskPolicy, trigger: EventRef | None
-) -> Outcome:
+def _finish(state: SubjectState, now: datetime, policy: RiskPolicy, trigger: Ref | None) -> Outcome:
     """Raise due breaches, then re-score a child and raise a rise to high or critical."""
     # Scored before the first breach is marked, and only if there is one: the clock's
     # checks mostly find nothing due.
@@ -231,15 +233,16 @@ def _finish(
             # Met, but late: a breach all the same, raised and resolved together.
             obligation.resolved = True
             effects.append(_resolved(state, obligation, now, policy.alert_key))
+    outcome = Outcome(effects=effects, lags=lags)
     if state.kind == "child" and trigger is not None:
-        effects.extend(_rescore(state, now, policy, trigger))
-    return Outcome(effects=effects, lags=lags)
+        outcome.score = score(state, now, policy.scoring)
+        effects.extend(_rescore(state, now, policy, trigger, outcome.score))
+    return outcome
 
 
 def _rescore(
-    state: SubjectState, now: datetime, policy: RiskPolicy, trigger: EventRef
+    state: SubjectState, now: datetime, policy: RiskPolicy, trigger: Ref, current: Score
 ) -> list[Effect]:
-    current = score(state, now, policy.scoring)
     previous, state.level = state.level, current.level
     if current.level.rank <= previous.rank or current.level not in ELEVATED:
         return []
@@ -336,16 +339,17 @@ def _alert(  # noqa: PLR0913 - an alert has this many parts
     scope: str,
     severity: Severity,
     summary: str,
-    trigger: EventRef,
+    trigger: Ref,
     due_at: datetime | None,
     area: str | None,
     now: datetime,
-) -> AlertRaised:
-    return AlertRaised(
-        alert_id=alert_id(state, rule, scope, key),
+    ident: str | None = None,
+) -> Raised:
+    return Raised(
+        alert_id=ident or alert_id(state, rule, scope, key),
         rule=rule,
         severity=severity,
-        subject_kind=state.kind,
+        subject_kind=SubjectKind(state.kind),
         area=area,
         trigger=trigger,
         due_at=due_at,
@@ -357,9 +361,10 @@ def _alert(  # noqa: PLR0913 - an alert has this many parts
 
 def _raised(
     state: SubjectState, obligation: Obligation, severity: Severity, now: datetime, key: bytes
-) -> AlertRaised:
+) -> Raised:
     return _alert(
         state,
+        ident=obligation_alert_id(state, obligation, key),
         key=key,
         rule=obligation.rule,
         scope=obligation.scope,
@@ -372,13 +377,12 @@ def _raised(
     )
 
 
-def _resolved(
-    state: SubjectState, obligation: Obligation, now: datetime, key: bytes
-) -> AlertResolved:
+def _resolved(state: SubjectState, obligation: Obligation, now: datetime, key: bytes) -> Resolved:
     assert obligation.fulfilled_at is not None  # noqa: S101 - only called once fulfilled
+    assert obligation.fulfilment is not None  # noqa: S101 - set with fulfilled_at
     late = max(0, int((obligation.fulfilled_at - obligation.due_at).total_seconds()))
-    return AlertResolved(
-        alert_id=alert_id(state, obligation.rule, obligation.scope, key),
+    return Resolved(
+        alert_id=obligation_alert_id(state, obligation, key),
         rule=obligation.rule,
         resolved_at=now,
         fulfilled_at=obligation.fulfilled_at,

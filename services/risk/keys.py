@@ -25,7 +25,7 @@ class SubjectKey:
     id: str
 
     def __str__(self) -> str:
-        return f"{self.kind.value}:{self.id}"
+        return f"{self.kind}:{self.id}"
 
     def encode(self) -> bytes:
         """Return the key as the table and the `-subjects` topic hold it."""

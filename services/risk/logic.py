@@ -16,6 +16,7 @@ is forwarded to the `-subjects` topic on that subject's home partition.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -24,10 +25,8 @@ from datetime import datetime
 
 import structlog
 
-from schemas.alerts import AlertRaised, alert_raised_event, alert_resolved_event
 from schemas.events import Event, parse_event_json
-from schemas.outcomes import ObligationOutcome, OutcomeKind, outcome_event
-from schemas.views import child_view_event
+from schemas.outcomes import OutcomeKind
 from services.common.stream.driver import Change, View
 from services.common.stream.inputs import Input, Record
 from services.common.streams import key_partition
@@ -39,9 +38,14 @@ from services.risk.engine import Outcome, check, evaluate
 from services.risk.keys import SubjectKey
 from services.risk.metrics import RiskMetrics
 from services.risk.policy import RiskPolicy
+from services.risk.records import Outcome as OutcomeRecord
+from services.risk.records import Raised, outcome_event, raised_event, resolved_event
+from services.risk.scoring import score
 from services.risk.state import SubjectState
 
 log = structlog.get_logger(__name__)
+
+HOMES_CACHED = 65536
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class RiskEffects:
     event_type: str | None = None
     duplicate: bool = False
     outcome: Outcome = field(default_factory=Outcome)
-    closed: list[ObligationOutcome] = field(default_factory=list)
+    closed: list[OutcomeRecord] = field(default_factory=list)
     capped: Capped | None = None
     kind: str = ""
     # Open obligations by rule before and after, for the gauge.
@@ -82,8 +86,10 @@ class RiskLogic:
         self.topics = topics
         self.partitions = partitions
         self.pending: Counter[str] = Counter()
+        # murmur2 in pure Python costs more than the rest of routing: remember recent ids.
+        self.home = functools.lru_cache(maxsize=HOMES_CACHED)(self._home)
 
-    def home(self, subject_id: str) -> int:
+    def _home(self, subject_id: str) -> int:
         """Return the partition that owns a subject: where its id's key is produced."""
         return key_partition(subject_id.encode(), self.partitions)
 
@@ -176,23 +182,17 @@ class RiskLogic:
         state.revision += 1
         records = []
         for effect in outcome.effects:
-            if isinstance(effect, AlertRaised):
-                value = alert_raised_event(effect).to_json()
-            else:
-                value = alert_resolved_event(effect).to_json()
+            value = raised_event(effect) if isinstance(effect, Raised) else resolved_event(effect)
             records.append(Record(self.topics.alerts, effect.alert_id.encode(), value))
         changed = outcomes.changes(before, state, now, self.policy.alert_key)
         records.extend(
-            Record(
-                self.topics.outcomes, change.obligation_id.encode(), outcome_event(change).to_json()
-            )
+            Record(self.topics.outcomes, change.obligation_id.encode(), outcome_event(change))
             for change in changed
         )
         if state.kind == "child" and self.topics.child_views is not None:
-            view = child_view(state, now, self.policy)
-            records.append(
-                Record(self.topics.child_views, state.id.encode(), child_view_event(view).to_json())
-            )
+            current = outcome.score or score(state, now, self.policy.scoring)
+            view = child_view(state, current, now, self.policy)
+            records.append(Record(self.topics.child_views, state.id.encode(), view))
         effects = RiskEffects(
             event_type=event_type,
             outcome=outcome,
@@ -234,7 +234,7 @@ class RiskLogic:
             if late is not None and late > 0:
                 metrics.lateness.labels(rule=closed.rule).observe(late)
         for effect in effects.outcome.effects:
-            if isinstance(effect, AlertRaised):
+            if isinstance(effect, Raised):
                 metrics.breaches.labels(rule=effect.rule, severity=effect.severity.value).inc()
                 kind = "raised"
             else:

@@ -10,16 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.alerts import EventRef
 from services.risk.policy import RiskPolicy
 from services.risk.rules import ROUTINE_VISIT, NewObligation, describe
-from services.risk.state import SubjectState
+from services.risk.state import Ref, SubjectState
 
 
 @dataclass(frozen=True)
 class _Anchor:
     at: datetime
-    ref: EventRef
+    ref: Ref
     visit: bool
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from schemas.alerts import SubjectKind, deterministic_alert_id
-from schemas.outcomes import ObligationOutcome, OutcomeKind
+from schemas.alerts import SubjectKind
+from schemas.outcomes import OutcomeKind
+from services.risk.engine import obligation_alert_id
+from services.risk.records import Outcome
 from services.risk.state import Obligation, SubjectState
 
 
@@ -32,7 +34,7 @@ def snapshot(state: SubjectState) -> dict[str, Seen]:
 
 def changes(
     before: dict[str, Seen], state: SubjectState, now: datetime, key: bytes
-) -> list[ObligationOutcome]:
+) -> list[Outcome]:
     """Return the outcomes of every obligation that was opened, met or breached."""
     found = []
     for ident, obligation in state.obligations.items():
@@ -48,14 +50,14 @@ def changes(
 
 def obligation_id(state: SubjectState, obligation: Obligation, key: bytes) -> str:
     """Return the obligation's id: the id its alert has (or would have) when breached."""
-    return deterministic_alert_id(obligation.rule, state.kind, state.id, obligation.scope, key=key)
+    return obligation_alert_id(state, obligation, key)
 
 
 def _outcome(
     state: SubjectState, obligation: Obligation, kind: OutcomeKind, now: datetime, key: bytes
-) -> ObligationOutcome:
+) -> Outcome:
     fulfilled = obligation.fulfilled_at if kind is OutcomeKind.MET else None
-    return ObligationOutcome(
+    return Outcome(
         obligation_id=obligation_id(state, obligation, key),
         outcome=kind,
         rule=obligation.rule,

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.alerts import EventRef, Severity
+from schemas.alerts import Severity
 from services.risk.policy import RepeatPattern
+from services.risk.state import Ref
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class PatternHit:
     at: datetime
     severity: Severity
     summary: str
-    trigger: EventRef | None = None
+    trigger: Ref | None = None
 
 
 def repeats(

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from typing_extensions import override
 
-from schemas.alerts import EventRef, Rule, Severity
+from schemas.alerts import Rule, Severity
 from schemas.events import (
     Agency,
     ChildFoundEvent,
@@ -42,7 +42,7 @@ from schemas.events import (
 from services.risk.calendar import next_school_day_at
 from services.risk.keys import SubjectKey, SubjectKind
 from services.risk.policy import RiskPolicy
-from services.risk.state import Fact
+from services.risk.state import Fact, Ref
 
 SOCIAL_CARE = frozenset({Agency.CHILDRENS_SOCIAL_CARE, Agency.MASH})
 
@@ -57,16 +57,16 @@ class NewObligation:
     due_at: datetime
     severity: Severity
     summary: str
-    trigger: EventRef
+    trigger: Ref
     triggered_at: datetime
     area: str | None = None
     not_before: datetime | None = None
     strictly_after: bool = False
 
 
-def ref(event: Event) -> EventRef:
+def ref(event: Event) -> Ref:
     """Return the `(source, id)` of an event."""
-    return EventRef(source=event.source, id=event.id)
+    return Ref(source=event.source, id=event.id)
 
 
 def subjects(event: Event) -> list[SubjectKey]:
@@ -148,7 +148,7 @@ class DeadlineRule:
 
 def _child(event: IncidentReportedEvent, subject: SubjectKey) -> tuple[bool, int | None] | None:
     """Return (present, age) of the subject among an incident's children, if it is one."""
-    if subject.kind is not SubjectKind.CHILD:
+    if subject.kind != SubjectKind.CHILD:
         return None
     child = next((c for c in event.data.children if c.child_id == subject.id), None)
     return None if child is None else (child.present, child.age)

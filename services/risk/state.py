@@ -1,45 +1,60 @@
 """Per-subject state kept in the risk service's table: what it has seen and what it owes.
 
 A subject is a child, an offender or an enquiry; its key is `kind:id`. Only the
-collections a subject's kind uses are filled; empty ones are left out of the stored JSON
-to keep each entry small.
+collections a subject's kind uses are filled; empty ones and fields at their defaults
+are left out of the stored JSON to keep each entry small.
+
+The states are msgspec structs: decoding and encoding a subject is most of what a
+deadline costs, and msgspec does both several times faster than validating models. The
+JSON is the same as the pydantic models of earlier releases wrote, so their table
+values are read as they are (tests/fixtures/compat).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, Field
+import msgspec
 
-from schemas.alerts import EventRef, Severity
+from schemas.alerts import Severity
 from schemas.events import ConcernLevel, IncidentCategory, MissingRiskGrade, OffenderRiskLevel
 from services.risk.keys import ObligationKey, SubjectKey, SubjectKind
 from services.risk.policy import RiskLevel
 
 
-class Obligation(BaseModel):
-    """Something that must happen for a subject by `due_at`."""
+class Ref(msgspec.Struct, frozen=True):
+    """An event by its idempotency key `(source, id)`."""
+
+    source: str
+    id: str
+
+
+class Obligation(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Something that must happen for a subject by `due_at`.
+
+    `scope` is what the obligation is per (the incident id...), `match` the key of the
+    facts that fulfil it, `check_at` when the clock checks it (`due_at`, or a moment
+    after arrival if it arrived overdue), `not_before` a time a fulfilling fact must be
+    at or after. `alert_id` is the id its alert has (or would have), computed once.
+    """
 
     rule: str
-    scope: str = Field(description="what the obligation is per, e.g. the incident id")
-    match: str = Field(description="key of the facts that fulfil it")
-    trigger: EventRef
-    triggered_at: AwareDatetime
-    due_at: AwareDatetime
-    check_at: AwareDatetime = Field(
-        description="when the clock checks it: due_at, or a moment after arrival if overdue"
-    )
+    scope: str
+    match: str
+    trigger: Ref
+    triggered_at: datetime
+    due_at: datetime
+    check_at: datetime
     severity: Severity
     area: str | None = None
     summary: str
-    not_before: AwareDatetime | None = Field(
-        default=None, description="a fulfilling fact must be at or after this time"
-    )
+    not_before: datetime | None = None
     strictly_after: bool = False
-    fulfilled_at: AwareDatetime | None = None
-    fulfilment: EventRef | None = None
+    fulfilled_at: datetime | None = None
+    fulfilment: Ref | None = None
     raised: bool = False
     resolved: bool = False
+    alert_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -63,92 +78,96 @@ class Obligation(BaseModel):
         return at > self.not_before if self.strictly_after else at >= self.not_before
 
 
-class Fact(BaseModel):
+class Fact(msgspec.Struct, frozen=True):
     """An event that can fulfil obligations, kept even before any obligation exists."""
 
-    at: AwareDatetime
-    ref: EventRef
+    at: datetime
+    ref: Ref
 
 
-class Incident(BaseModel):
+class Incident(msgspec.Struct):
     """An incident a child was involved in (for scoring and patterns)."""
 
-    at: AwareDatetime
+    at: datetime
     category: IncidentCategory
     present: bool
 
 
-class Episode(BaseModel):
+class Episode(msgspec.Struct):
     """A missing episode (for scoring and patterns)."""
 
-    at: AwareDatetime
+    at: datetime
     grade: MissingRiskGrade
 
 
-class Concern(BaseModel):
+class Concern(msgspec.Struct):
     """An exploitation concern (for scoring)."""
 
-    at: AwareDatetime
+    at: datetime
     level: ConcernLevel
 
 
-class LevelChange(BaseModel):
-    """An offender's risk level from a registration or assessment."""
+class LevelChange(msgspec.Struct):
+    """An offender's risk level from a registration or an assessment (`assessed`).
 
-    at: AwareDatetime
+    An assessment restarts the visit cycle.
+    """
+
+    at: datetime
     level: OffenderRiskLevel
-    ref: EventRef
-    assessed: bool = Field(description="from a risk assessment, which restarts the visit cycle")
+    ref: Ref
+    assessed: bool
 
 
-class Visit(BaseModel):
+class Visit(msgspec.Struct):
     """An offender visit."""
 
-    at: AwareDatetime
-    ref: EventRef
+    at: datetime
+    ref: Ref
 
 
-class RecentEvent(BaseModel):
+class RecentEvent(msgspec.Struct):
     """An event's type and time, for the child view (no content)."""
 
     type: str
-    at: AwareDatetime
+    at: datetime
 
 
-class PatternAlert(BaseModel):
+class PatternAlert(msgspec.Struct):
     """A pattern alert already raised, so one pattern raises once."""
 
     rule: str
     scope: str
-    at: AwareDatetime
+    at: datetime
 
 
-class SubjectState(BaseModel):
-    """Everything the risk service remembers about one subject."""
+class SubjectState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Everything the risk service remembers about one subject.
+
+    `partition` is the partition that owns it (to rebuild the schedule), `revision` how
+    many times it was written (it orders the child's views), `seen` the `source|id` of
+    the events processed with their event times.
+    """
 
     kind: SubjectKind
     id: str
-    partition: int | None = Field(
-        default=None, description="partition that owns this subject, to rebuild the schedule"
-    )
-    revision: int = Field(default=0, description="writes so far: orders the child's views")
-    seen: dict[str, datetime] = Field(
-        default_factory=dict, description="`source|id` of processed events, with event time"
-    )
-    obligations: dict[str, Obligation] = Field(default_factory=dict)
-    facts: dict[str, list[Fact]] = Field(default_factory=dict)
-    recent: list[RecentEvent] = Field(default_factory=list)
+    partition: int | None = None
+    revision: int = 0
+    seen: dict[str, datetime] = msgspec.field(default_factory=dict)
+    obligations: dict[str, Obligation] = msgspec.field(default_factory=dict)
+    facts: dict[str, list[Fact]] = msgspec.field(default_factory=dict)
+    recent: list[RecentEvent] = msgspec.field(default_factory=list)
     # Child history.
     age: int | None = None
-    incidents: dict[str, Incident] = Field(default_factory=dict)
-    episodes: dict[str, Episode] = Field(default_factory=dict)
-    concerns: dict[str, Concern] = Field(default_factory=dict)
-    detentions: dict[str, datetime] = Field(default_factory=dict)
-    patterns: list[PatternAlert] = Field(default_factory=list)
+    incidents: dict[str, Incident] = msgspec.field(default_factory=dict)
+    episodes: dict[str, Episode] = msgspec.field(default_factory=dict)
+    concerns: dict[str, Concern] = msgspec.field(default_factory=dict)
+    detentions: dict[str, datetime] = msgspec.field(default_factory=dict)
+    patterns: list[PatternAlert] = msgspec.field(default_factory=list)
     level: RiskLevel = RiskLevel.LOW
     # Offender history.
-    levels: list[LevelChange] = Field(default_factory=list)
-    visits: list[Visit] = Field(default_factory=list)
+    levels: list[LevelChange] = msgspec.field(default_factory=list)
+    visits: list[Visit] = msgspec.field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -161,9 +180,13 @@ class SubjectState(BaseModel):
 
     def to_json(self) -> bytes:
         """Serialise compactly for the table."""
-        return self.model_dump_json(exclude_defaults=True).encode()
+        return _ENCODER.encode(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> SubjectState:
         """Load from the table."""
-        return cls.model_validate_json(raw)
+        return _DECODER.decode(raw)
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(SubjectState)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.alerts import AlertRaised
 from services.common.environment import UnsafeConfiguration
 from services.risk.engine import check, evaluate
 from services.risk.policy import DEVELOPMENT_ALERT_KEY, RiskPolicy, load_policy
+from services.risk.records import Raised as AlertRaised
 from services.risk.settings import RiskSettings
 from services.risk.state import SubjectState
 from tests.fixtures.events import T0, incident

@@ -15,7 +15,6 @@ import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from prometheus_client import CollectorRegistry
 
-from schemas.alerts import EventRef
 from schemas.notifications import AlertAcknowledged
 from services.common.kafka import KafkaSettings
 from services.common.stream.retry import RetryPolicy
@@ -31,7 +30,7 @@ from services.notify.index import AlertFilter, AlertIndex, InvalidCursor, decode
 from services.notify.ledger import AlertStatus
 from services.notify.metrics import NotifyMetrics
 from services.risk.caps import DEFAULT_CAPS, cap, fit
-from services.risk.state import Fact, SubjectState, Visit
+from services.risk.state import Fact, Ref, SubjectState, Visit
 from tests.unit.test_notify_escalation import (
     CRITICAL,
     LIMITS,
@@ -152,10 +151,10 @@ def _busy_offender(visits: int) -> SubjectState:
     state = SubjectState(kind="offender", id="O-1")
     for n in range(visits):
         at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=n)
-        state.visits.append(Visit(at=at, ref=EventRef(source="urn:x", id=f"v-{n}")))
+        state.visits.append(Visit(at=at, ref=Ref(source="urn:x", id=f"v-{n}")))
         state.seen[f"urn:x|v-{n}"] = at
         state.facts.setdefault("offender-visit", []).append(
-            Fact(at=at, ref=EventRef(source="urn:x", id=f"v-{n}"))
+            Fact(at=at, ref=Ref(source="urn:x", id=f"v-{n}"))
         )
     return state
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from schemas.alerts import AlertRaised, AlertResolved
 from schemas.events import Event
 from services.risk.engine import Effect, check, evaluate
 from services.risk.policy import load_policy
+from services.risk.records import Raised as AlertRaised
+from services.risk.records import Resolved as AlertResolved
 from services.risk.state import SubjectKind, SubjectState
 from tests.fixtures.events import T0, event, incident, referral
 

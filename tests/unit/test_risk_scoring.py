@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from schemas.alerts import AlertRaised
 from services.risk.engine import check, evaluate
 from services.risk.policy import RiskLevel, load_policy
+from services.risk.records import Raised as AlertRaised
 from services.risk.scoring import score
 from services.risk.state import SubjectState
 from tests.fixtures.events import T0, event, incident

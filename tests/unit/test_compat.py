@@ -1,0 +1,82 @@
+"""Table values written by the previous release are read by this one, through recovery.
+
+The fixtures are bytes risk and notify wrote before their states became msgspec structs
+(tests/fixtures/compat/README.md). Each is decoded, re-encoded without loss, put in a
+table that a new worker recovers, and its next deadline is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.common.clock import FakeClock
+from services.common.stream.memory import settle
+from services.risk.state import SubjectState
+from tests.fixtures.pipeline import TOPICS, Pipeline
+
+COMPAT = Path(__file__).parent.parent / "fixtures" / "compat"
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # when the fixtures' states were written
+
+
+def inflate(raw: bytes) -> bytes:
+    return raw if raw[:1] == b"{" else zlib.decompress(raw)
+
+
+@pytest.mark.parametrize("path", sorted(COMPAT.glob("v0-risk-*.bin")), ids=lambda p: p.stem)
+def test_a_subject_written_by_the_previous_release_reads_back_unchanged(path: Path) -> None:
+    pipeline = Pipeline(FakeClock(T0))
+    logic = pipeline.risk.driver.logic
+    old = path.read_bytes()
+    state = logic.decode(old)
+    assert isinstance(state, SubjectState)
+    assert json.loads(inflate(logic.encode(state))) == json.loads(inflate(old))
+
+
+@pytest.mark.parametrize("path", sorted(COMPAT.glob("v0-notify-*.json")), ids=lambda p: p.stem)
+def test_an_alert_record_written_by_the_previous_release_reads_back(path: Path) -> None:
+    pipeline = Pipeline(FakeClock(T0))
+    logic = pipeline.notify.driver.logic
+    old = path.read_bytes()
+    record = logic.decode(old)
+    assert record.alert.alert_id.startswith("al-")
+    again = json.loads(inflate(logic.encode(record)))
+    assert again == json.loads(old)
+
+
+def test_recovery_from_the_previous_releases_risk_table_takes_the_next_deadlines() -> None:
+    clock = FakeClock(T0 + timedelta(minutes=20))
+    pipeline = Pipeline(clock)
+    for path in COMPAT.glob("v0-risk-*.bin"):
+        key = path.stem.removeprefix("v0-risk-").replace("-", ":", 1)
+        pipeline.risk_table.values[key.encode()] = path.read_bytes()
+    pipeline.restart_risk()
+    risk = pipeline.risk
+
+    async def run_until(end: datetime) -> None:
+        while (due := risk.next_due()) is not None and due <= end:
+            clock.set(max(due, clock.now()))
+            await settle([risk])
+        clock.set(end)
+
+    # The enquiry's second forensic deadline (180 days after a request 100 days old) and
+    # the offender's visit cycle (30 days from an assessment 20 days old) lie ahead.
+    asyncio.run(run_until(T0 + timedelta(days=81)))
+    rules = {a["rule"] for a in pipeline.alerts()}
+    assert rules == {"forensic-examination", "offender-routine-visit"}
+
+
+def test_recovery_from_the_previous_releases_notify_table_takes_the_next_steps() -> None:
+    pipeline = Pipeline(FakeClock(T0 + timedelta(minutes=20)))
+    for path in COMPAT.glob("v0-notify-*.json"):
+        record = json.loads(path.read_bytes())
+        pipeline.notify_table.values[record["alert"]["alert_id"].encode()] = path.read_bytes()
+    pipeline.restart_notify()
+    asyncio.run(pipeline.advance(timedelta(hours=2)))
+    escalated = pipeline.published(TOPICS.notifications, lambda e: e["type"] == "alert.escalated")
+    assert {e["data"]["level"] for e in escalated} >= {2}
