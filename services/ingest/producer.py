@@ -15,7 +15,7 @@ chose anyway.
 A producer is replaced when the broker reports an error (an idempotent producer can stay
 unusable after one), and also when it only stays silent: after two write timeouts in a row
 (writes under way together count once), or when a send is still unsettled past the
-producer's delivery timeout (`producer_health.py`; issue 10: after a network partition an
+producer's delivery timeout (`producer_health.py`: after a network partition an
 idempotent kafka-python producer stays wedged while a fresh one writes at once). The old
 one is closed on a thread of its own, so neither the event loop nor the next write waits.
 

@@ -1,4 +1,4 @@
-"""When ingest gives up on a kafka-python producer and starts a fresh one (issue 10).
+"""When ingest gives up on a kafka-python producer and starts a fresh one.
 
 After a network partition an idempotent kafka-python producer can stay wedged for good:
 every write times out although the broker is back and a fresh producer writes at once.

@@ -73,10 +73,6 @@ def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
 
 
-class InsecureReceiver(ValueError):
-    """A webhook URL that is not `https://` outside development mode."""
-
-
 def require_https(urls: Iterable[str], *, development: bool | None = None) -> None:
     """Refuse (at start-up) receivers that are not `https://`, unless in development mode."""
     if is_development() if development is None else development:

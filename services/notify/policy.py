@@ -43,7 +43,7 @@ class LevelPolicy(_Strict):
 
 
 # An acknowledgement is not the work done: an acknowledged alert whose obligation is
-# still unmet after this long is open again (issue 12). Per severity when the file is
+# still unmet after this long is open again. Per severity when the file is
 # silent; `ack_timeout: null` in the file is not allowed (there is always a timeout).
 DEFAULT_ACK_TIMEOUTS = {
     Severity.CRITICAL: timedelta(hours=1),

@@ -1,4 +1,4 @@
-"""The duty-manager console in a real browser, on the real stack (issue 12).
+"""The duty-manager console in a real browser, on the real stack.
 
 One stack for the module: ingest, risk and notify as processes on the session broker, a
 real webhook receiver and SMTP server, scoped tokens (tests/fixtures/tokens.py), and a

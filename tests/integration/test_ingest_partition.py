@@ -1,4 +1,4 @@
-"""Ingest through network faults (issue 10): a partition and refused connections, 30 s each.
+"""Ingest through network faults: a partition and refused connections, 12 s each.
 
 A patient client posts events one after another and retries each 503 with backoff, as a
 control room would. While the network is down ingest answers 503 within its produce

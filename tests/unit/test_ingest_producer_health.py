@@ -1,4 +1,4 @@
-"""When ingest replaces a kafka-python producer that went silent (issue 10)."""
+"""When ingest replaces a kafka-python producer that went silent."""
 
 from __future__ import annotations
 

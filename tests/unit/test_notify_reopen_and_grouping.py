@@ -1,4 +1,4 @@
-"""Issue 12's ladder rules, pure: reopening after `ack_timeout`, grouping by trigger event."""
+"""The ladder's later rules, pure: reopening after `ack_timeout`, grouping by trigger event."""
 
 from __future__ import annotations
 

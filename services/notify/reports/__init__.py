@@ -1,4 +1,4 @@
-"""Reports served by notify: the timeliness report (issue 13), see `service.py`.
+"""Reports served by notify: the timeliness report, see `service.py`.
 
 `service` (Faust, the table and the pages) is imported on first use, so the command line
 can use the pure parts (`timeliness`, `state`) without loading Faust.
