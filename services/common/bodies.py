@@ -1,6 +1,7 @@
 """Reading a small JSON request body into a model, refusing anything else with a 4xx.
 
-For the notify and risk pages (a 5,000-digit integer or deep nesting would otherwise be a 500, because `json.loads` raises ValueError and RecursionError for them).
+For the HTTP pages: a 5,000-digit integer or deep nesting would otherwise be a 500,
+because `json.loads` raises ValueError and RecursionError for them.
 pydantic's own JSON parser is used instead: it bounds nesting, refuses numbers out of
 range and invalid UTF-8, and raises nothing but ValidationError, which becomes a 400 (not
 JSON) or a 422 (not valid), with errors that name positions and never quote the input
