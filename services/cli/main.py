@@ -5,6 +5,7 @@
     safeguard alerts ls|show|ack|resolve the notify service's alert API
     safeguard backtest --events --policy replay recorded events under a candidate policy
     safeguard export --since --bootstrap the events topic as JSON lines for the backtest
+    safeguard deadletter ls|show|replay  read and repair safeguarding.deadletter.v1
 
 Shell completion: `safeguard --install-completion`. Exit codes: 0 done, 1 the input or the
 API said no (the message says why), 2 a usage error.
@@ -15,17 +16,17 @@ API said no (the message says why), 2 a usage error.
 import json
 import os
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from services.cli.api import AlertApi, ApiError
 from services.cli.backtest import BadArrival, Result, backtest
+from services.cli.deadletter_commands import deadletter_app
 from services.cli.export import ExportError, export
+from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
 from services.cli.policies import Checked, check_policy, routes
 from services.cli.report import report_app
 from services.common.durations import format_duration
@@ -41,18 +42,11 @@ alerts_app = typer.Typer(help="List, read, acknowledge and resolve alerts.", no_
 app.add_typer(policy_app, name="policy")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/report.py
+app.add_typer(deadletter_app, name="deadletter")  # services/cli/deadletter_commands.py
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 
 
-class Output(StrEnum):
-    """How a command prints its result."""
-
-    TABLE = "table"
-    JSON = "json"
-
-
-OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table or json")]
 UrlOption = Annotated[
     str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the notify service")
 ]
@@ -60,33 +54,6 @@ TokenOption = Annotated[
     str | None,
     typer.Option(envvar="SAFEGUARD_TOKEN", help="bearer token (better: SAFEGUARD_TOKEN)"),
 ]
-
-
-def fail(message: str) -> NoReturn:
-    """Print `message` on stderr and exit 1."""
-    typer.echo(message, err=True)
-    raise typer.Exit(1)
-
-
-def print_json(data: object) -> None:
-    """Print `data` as indented JSON."""
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print rows in aligned columns (plain text, so it pipes and diffs well)."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    for row in [list(headers), *cells]:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
 
 
 # --- policy ---------------------------------------------------------------------------
@@ -227,7 +194,7 @@ def alerts_show(
         "summary": alert.get("summary"),
     }
     for name, value in fields.items():
-        typer.echo(f"{name + ':':<10}{_cell(value)}")
+        typer.echo(f"{name + ':':<10}{cell(value)}")
     timeline = record.get("timeline", [])
     if timeline:
         typer.echo("")

@@ -138,13 +138,17 @@ def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def dashboard_expressions() -> dict[str, str]:
-    """Return every query of the dashboard, keyed by panel title and refId."""
+    """Return every query of the dashboard, keyed by panel (title, id) and refId, and
+    every annotation's, keyed by its name."""
     dashboard = json.loads(DASHBOARD.read_text())
-    return {
-        f"{panel['title']} / {target['refId']}": target["expr"]
+    found = {
+        f"{panel['title']} #{panel['id']} / {target['refId']}": target["expr"]
         for panel in dashboard_panels(dashboard)
         for target in panel.get("targets", [])
     }
+    for annotation in dashboard["annotations"]["list"]:
+        found[f"annotation {annotation['name']}"] = annotation["expr"]
+    return found
 
 
 def exposed_sample_names(exposition: str) -> set[str]:
