@@ -2,6 +2,7 @@
 
     safeguard policy check FILE          validate a policy file as the services load it
     safeguard policy routes FILE         who is told, at which level and when
+    safeguard policy diff OLD NEW        what changes, in words; --events: the alerts too
     safeguard alerts ls|show|ack|resolve the notify service's alert API
     safeguard backtest --events --policy replay recorded events under a candidate policy
     safeguard export --since --bootstrap the events topic as JSON lines for the backtest
@@ -28,6 +29,7 @@ from services.cli.deadletter_commands import deadletter_app
 from services.cli.export import ExportError, export
 from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
 from services.cli.policies import Checked, check_policy, routes
+from services.cli.policy_diff import alert_changes, describe, notes
 from services.cli.report import report_app
 from services.common.durations import format_duration
 from services.common.kafka import KafkaSettings, Topics
@@ -37,7 +39,9 @@ app = typer.Typer(
     help="Safeguard's command line: policy files, alerts, backtests and exports.",
     no_args_is_help=True,
 )
-policy_app = typer.Typer(help="Check a policy file and show its routes.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Check a policy file, show its routes, compare two.", no_args_is_help=True
+)
 alerts_app = typer.Typer(help="List, read, acknowledge and resolve alerts.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(alerts_app, name="alerts")
@@ -109,6 +113,59 @@ def policy_routes(
             for r in found
         ],
     )
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Annotated[Path, typer.Argument(help="the policy in force (YAML)")],
+    new: Annotated[Path, typer.Argument(help="the proposed policy (YAML)")],
+    events: Annotated[
+        Path | None,
+        typer.Option(help="also backtest both on these events (`safeguard export` lines)"),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="with --events: run the clock on to this time (ISO)"),
+    ] = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Say what changes from OLD to NEW: windows, severities, ladders, routes, receivers.
+
+    With --events, replay the recorded events under both (as `safeguard backtest` does)
+    and print per rule the alerts each raises, and how many only one of them raises.
+    """
+    changes = describe(_checked(old), _checked(new))
+    compared = None
+    if events is not None:
+        if events == Path("-"):
+            fail("--events must be a file: both policies read it")
+        end = _when(until, "--until")
+        compared = alert_changes(_replay(events, old, end), _replay(events, new, end))
+    if output is Output.JSON:
+        print_json(
+            {
+                "changes": [c.to_json() for c in changes],
+                "notes": notes(changes),
+                "alerts": None if compared is None else [r.to_json() for r in compared],
+            }
+        )
+        return
+    if not changes:
+        typer.echo(f"{old} and {new} are the same policy to both services")
+    section = None
+    for change in changes:
+        if change.section != section:
+            section = change.section
+            typer.echo(section.replace("_", " "))
+        typer.echo(f"  - {change.text}")
+    for note in notes(changes):
+        typer.echo(f"\n{note}")
+    if compared is not None:
+        typer.echo("")
+        print_table(
+            ["RULE", "ALERTS OLD", "ALERTS NEW", "CHANGE", "ONLY OLD", "ONLY NEW"],
+            [[r.rule, r.old, r.new, f"{r.change:+d}", r.only_old, r.only_new] for r in compared],
+        )
 
 
 # --- alerts ---------------------------------------------------------------------------
