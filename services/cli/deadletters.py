@@ -37,7 +37,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -55,6 +55,7 @@ POLL_TIMEOUT_MS = 500
 # A partition that yields nothing for this many polls, short of the end it reported, is lost.
 STALL_POLLS = 60
 SEND_TIMEOUT_SECONDS = 30.0
+INDEX_MARGIN = timedelta(minutes=10)
 # What the value's decoding put in place of bytes that were not UTF-8 when dead-lettered.
 REPLACEMENT = "\ufffd"
 # CloudEvents attributes that identify an event without saying anything about a person
@@ -159,7 +160,10 @@ def _read_partition(
     end = consumer.end_offsets([tp])[tp]
     start = None
     if since is not None:
-        start = consumer.offsets_for_times({tp: int(since.timestamp() * 1000)}).get(tp)
+        # The broker's time is when the dead letter was written, close to its `failed_at`
+        # but on another clock: look a little earlier, then filter on `failed_at`.
+        lookup = since - INDEX_MARGIN
+        start = consumer.offsets_for_times({tp: int(lookup.timestamp() * 1000)}).get(tp)
         if start is None:
             return  # nothing at or after `since`
     if start is None:

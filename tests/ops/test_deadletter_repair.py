@@ -118,7 +118,8 @@ def test_a_dead_lettered_event_replayed_after_the_fix_raises_its_alerts_once(
         "id": "dlr-inc-1",
         "source": "urn:safeguard:source:control-room",
         "type": "incident.reported",
-        "time": (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # A month ago: every obligation overdue, school holidays or not.
+        "time": (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "data": {
             "incident_id": "INC-DLR-1",
             "category": "domestic_abuse",
