@@ -187,7 +187,7 @@ def deadletter_ls(  # noqa: PLR0913 - one parameter per option
             for item in found
         ],
     )
-    typer.echo(f"{len(found)} dead letters", err=True)
+    typer.echo(f"dead letters: {len(found)}", err=True)
 
 
 @deadletter_app.command("show")
@@ -359,7 +359,7 @@ def deadletter_replay(  # noqa: PLR0913 - one parameter per option
                     for i in found
                 ],
             )
-        typer.echo(f"dry run: {len(found)} dead letters would be replayed; nothing sent", err=True)
+        typer.echo(f"dry run: would replay {len(found)}; nothing sent", err=True)
         return
     send = producer(options)
     try:
