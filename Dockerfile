@@ -2,6 +2,7 @@
 # One image for the three services; the command picks one:
 #   safeguard-ingest | safeguard-risk | safeguard-notify
 # Build: docker build -t safeguard:dev .   (the last stage, `production`: the runtime only)
+#   with --build-arg SAFEGUARD_REVISION="$(git rev-parse HEAD)" for safeguard_build_info
 # The `devtools` stage adds the development inbox for docker-compose.yml and is never the
 # production image: docker build --target devtools .
 # The base is pinned to Python 3.11 on Debian 12; a release pipeline should pin it by
@@ -21,7 +22,11 @@ RUN /opt/safeguard/bin/pip install . rocksdict==0.3.29 \
  && /opt/safeguard/bin/python -m compileall -q /opt/safeguard
 
 FROM ${PYTHON_IMAGE} AS runtime
+# The source revision the image was built from, exposed as safeguard_build_info{revision}:
+# docker build --build-arg SAFEGUARD_REVISION="$(git rev-parse HEAD)" .
+ARG SAFEGUARD_REVISION=unknown
 ENV PATH=/opt/safeguard/bin:$PATH \
+    SAFEGUARD_REVISION=${SAFEGUARD_REVISION} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     INGEST_HOST=0.0.0.0 \

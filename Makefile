@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck schemas schemas-check openapi unit clean tools ops-check
+.PHONY: run test lint typecheck schemas schemas-check openapi rules unit clean tools ops-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ schemas-check: $(STAMP)
 # Regenerates services/ingest/openapi.json (a test fails when it drifts from the code).
 openapi: $(STAMP)
 	$(BIN)/python -m services.ingest.openapi
+
+# Rewrites the derived alert rules from deploy/prometheus/slos.yaml (the service levels'
+# rules, every alert's runbook link, the PrometheusRule); a test fails when they drift.
+rules: $(STAMP)
+	$(BIN)/python -m devtools.alert_rules
 
 unit: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/unit

@@ -3,9 +3,9 @@
 The Data Protection Act 2018 Part 3 (section 62) requires logs of collection,
 alteration, consultation and disclosure. Each record says what was done (`action`), by
 which configured token (`actor`, the token's name, never the token), when, and to
-which thing, by id only: an event's `(source, id)`, a child's id, an alert's id. No
-payload, no note text, no names: the audit topic is kept for years and must not become
-a second copy of the data it accounts for.
+which thing, by id only: an event's `(source, id)`, a child's id, an alert's id, a
+dead letter's position on its topic. No payload, no note text, no names: the audit
+topic is kept for years and must not become a second copy of the data it accounts for.
 
 Every record is a CloudEvent of type `audit.recorded`; its `id` is unique per record
 and its `source` names the service that wrote it.
@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import StringConstraints, model_validator
+from pydantic import Field, StrictInt, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from schemas.alerts import EventRef
@@ -28,6 +28,7 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditRecord",
+    "RecordRef",
     "audit_event",
 ]
 
@@ -38,6 +39,8 @@ AUDIT_SOURCES = {
     "ingest": "urn:safeguard:ingest",
     "risk": "urn:safeguard:risk",
     "notify": "urn:safeguard:notify",
+    # The `safeguard` command line, for what an operator does straight on Kafka.
+    "cli": "urn:safeguard:cli",
 }
 
 ActorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
@@ -55,6 +58,8 @@ class AuditAction(StrEnum):
     ALERT_RESOLVED = "alert.resolved"  # `alert_id` (alteration)
     ALERT_NOTED = "alert.noted"  # `alert_id`: a note was added (its text is not here)
     REPORT_VIEWED = "report.viewed"  # nothing more: aggregate figures, no one's record
+    DEADLETTER_VIEWED = "deadletter.viewed"  # `record`: its key and payload shown (consultation)
+    DEADLETTER_REPLAYED = "deadletter.replayed"  # `record`: sent again to its topic (collection)
 
 
 _REQUIRED: dict[AuditAction, str | None] = {
@@ -66,7 +71,17 @@ _REQUIRED: dict[AuditAction, str | None] = {
     AuditAction.ALERT_RESOLVED: "alert_id",
     AuditAction.ALERT_NOTED: "alert_id",
     AuditAction.REPORT_VIEWED: None,
+    AuditAction.DEADLETTER_VIEWED: "record",
+    AuditAction.DEADLETTER_REPLAYED: "record",
 }
+
+
+class RecordRef(ContractModel):
+    """Where a Kafka record is: its topic, partition and offset."""
+
+    topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+    partition: Annotated[StrictInt, Field(ge=0)]
+    offset: Annotated[StrictInt, Field(ge=0)]
 
 
 class AuditRecord(ContractModel):
@@ -81,6 +96,7 @@ class AuditRecord(ContractModel):
     event: EventRef | None = None
     child_id: Identifier | None = None
     alert_id: Identifier | None = None
+    record: RecordRef | None = None
 
     @model_validator(mode="after")
     def _the_named_id(self) -> Self:
@@ -91,6 +107,7 @@ class AuditRecord(ContractModel):
                 ("event", self.event),
                 ("child_id", self.child_id),
                 ("alert_id", self.alert_id),
+                ("record", self.record),
             )
             if value is not None
         ]
@@ -106,6 +123,8 @@ class AuditRecord(ContractModel):
         """The id of the thing acted on (empty for a list): the Kafka key of the record."""
         if self.event is not None:
             return f"{self.event.source}|{self.event.id}"
+        if self.record is not None:
+            return f"{self.record.topic}:{self.record.partition}:{self.record.offset}"
         return self.child_id or self.alert_id or ""
 
 

@@ -2,9 +2,11 @@
 
     safeguard policy check FILE          validate a policy file as the services load it
     safeguard policy routes FILE         who is told, at which level and when
+    safeguard policy diff OLD NEW        what changes, in words; --events: the alerts too
     safeguard alerts ls|show|ack|resolve the notify service's alert API
     safeguard backtest --events --policy replay recorded events under a candidate policy
     safeguard export --since --bootstrap the events topic as JSON lines for the backtest
+    safeguard deadletter ls|show|replay  read and repair safeguarding.deadletter.v1
 
 Shell completion: `safeguard --install-completion`. Exit codes: 0 done, 1 the input or the
 API said no (the message says why), 2 a usage error.
@@ -15,18 +17,19 @@ API said no (the message says why), 2 a usage error.
 import json
 import os
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from services.cli.api import AlertApi, ApiError
 from services.cli.backtest import BadArrival, Result, backtest
+from services.cli.deadletter_commands import deadletter_app
 from services.cli.export import ExportError, export
+from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
 from services.cli.policies import Checked, check_policy, routes
+from services.cli.policy_diff import alert_changes, describe, notes
 from services.cli.report import report_app
 from services.common.durations import format_duration
 from services.common.kafka import KafkaSettings, Topics
@@ -37,7 +40,9 @@ app = typer.Typer(
     help="Safeguard's command line: policy files, alerts, backtests and exports.",
     no_args_is_help=True,
 )
-policy_app = typer.Typer(help="Check a policy file and show its routes.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Check a policy file, show its routes, compare two.", no_args_is_help=True
+)
 alerts_app = typer.Typer(help="List, read, acknowledge and resolve alerts.", no_args_is_help=True)
 
 
@@ -50,18 +55,11 @@ def _quiet_logs() -> None:
 app.add_typer(policy_app, name="policy")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/report.py
+app.add_typer(deadletter_app, name="deadletter")  # services/cli/deadletter_commands.py
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 
 
-class Output(StrEnum):
-    """How a command prints its result."""
-
-    TABLE = "table"
-    JSON = "json"
-
-
-OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table or json")]
 UrlOption = Annotated[
     str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the notify service")
 ]
@@ -69,33 +67,6 @@ TokenOption = Annotated[
     str | None,
     typer.Option(envvar="SAFEGUARD_TOKEN", help="bearer token (better: SAFEGUARD_TOKEN)"),
 ]
-
-
-def fail(message: str) -> NoReturn:
-    """Print `message` on stderr and exit 1."""
-    typer.echo(message, err=True)
-    raise typer.Exit(1)
-
-
-def print_json(data: object) -> None:
-    """Print `data` as indented JSON."""
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print rows in aligned columns (plain text, so it pipes and diffs well)."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    for row in [list(headers), *cells]:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
 
 
 # --- policy ---------------------------------------------------------------------------
@@ -151,6 +122,59 @@ def policy_routes(
             for r in found
         ],
     )
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Annotated[Path, typer.Argument(help="the policy in force (YAML)")],
+    new: Annotated[Path, typer.Argument(help="the proposed policy (YAML)")],
+    events: Annotated[
+        Path | None,
+        typer.Option(help="also backtest both on these events (`safeguard export` lines)"),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="with --events: run the clock on to this time (ISO)"),
+    ] = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Say what changes from OLD to NEW: windows, severities, ladders, routes, receivers.
+
+    With --events, replay the recorded events under both (as `safeguard backtest` does)
+    and print per rule the alerts each raises, and how many only one of them raises.
+    """
+    changes = describe(_checked(old), _checked(new))
+    compared = None
+    if events is not None:
+        if events == Path("-"):
+            fail("--events must be a file: both policies read it")
+        end = _when(until, "--until")
+        compared = alert_changes(_replay(events, old, end), _replay(events, new, end))
+    if output is Output.JSON:
+        print_json(
+            {
+                "changes": [c.to_json() for c in changes],
+                "notes": notes(changes),
+                "alerts": None if compared is None else [r.to_json() for r in compared],
+            }
+        )
+        return
+    if not changes:
+        typer.echo(f"{old} and {new} are the same policy to both services")
+    section = None
+    for change in changes:
+        if change.section != section:
+            section = change.section
+            typer.echo(section.replace("_", " "))
+        typer.echo(f"  - {change.text}")
+    for note in notes(changes):
+        typer.echo(f"\n{note}")
+    if compared is not None:
+        typer.echo("")
+        print_table(
+            ["RULE", "ALERTS OLD", "ALERTS NEW", "CHANGE", "ONLY OLD", "ONLY NEW"],
+            [[r.rule, r.old, r.new, f"{r.change:+d}", r.only_old, r.only_new] for r in compared],
+        )
 
 
 # --- alerts ---------------------------------------------------------------------------
@@ -236,7 +260,7 @@ def alerts_show(
         "summary": alert.get("summary"),
     }
     for name, value in fields.items():
-        typer.echo(f"{name + ':':<10}{_cell(value)}")
+        typer.echo(f"{name + ':':<10}{cell(value)}")
     timeline = record.get("timeline", [])
     if timeline:
         typer.echo("")

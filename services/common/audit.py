@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 
 from schemas.alerts import EventRef
-from schemas.audit import AuditAction, AuditEvent, AuditRecord, audit_event
+from schemas.audit import AuditAction, AuditEvent, AuditRecord, RecordRef, audit_event
 from schemas.events import Event
 from services.common.auth import Principal
 
@@ -35,7 +35,7 @@ AUDIT_TOPIC = "safeguarding.audit.v1"
 #: How long a page waits for the broker to take its audit record before answering 503.
 AUDIT_TIMEOUT_SECONDS = 10.0
 
-Service = Literal["ingest", "risk", "notify"]
+Service = Literal["ingest", "risk", "notify", "cli"]
 Record = tuple[bytes, bytes]
 
 # schemas.envelope.Identifier: what a child or alert id can be. A path segment that is
@@ -61,18 +61,20 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
     event: EventRef | None = None,
     child_id: str | None = None,
     alert_id: str | None = None,
+    record: RecordRef | None = None,
 ) -> Record:
     """Return one audit record as Kafka `(key, value)`: key the thing acted on."""
-    record = AuditRecord(
+    audited = AuditRecord(
         action=action,
         actor=principal.name,
         at=at,
         event=event,
         child_id=child_id,
         alert_id=alert_id,
+        record=record,
     )
-    wrapped: AuditEvent = audit_event(record, record_id=uuid.uuid4().hex, service=service)
-    return record.target.encode(), wrapped.to_json()
+    wrapped: AuditEvent = audit_event(audited, record_id=uuid.uuid4().hex, service=service)
+    return audited.target.encode(), wrapped.to_json()
 
 
 def accepted_events(principal: Principal, events: Iterable[Event], at: datetime) -> list[Record]:

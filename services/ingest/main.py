@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from services.common.auth import TokenConfigError
 from services.common.clock import SystemClock
 from services.common.logging import configure_logging
+from services.common.metrics import service_registry
 from services.ingest.http import create_app
 from services.ingest.producer import EventWriter
 from services.ingest.settings import IngestSettings
@@ -28,7 +29,7 @@ def build(settings: IngestSettings, registry: CollectorRegistry | None = None) -
         writer,
         auth,
         SystemClock(),
-        registry if registry is not None else CollectorRegistry(),
+        registry if registry is not None else service_registry(),
     )
 
     async def close_writer(_app: web.Application) -> None:

@@ -251,6 +251,9 @@ class Deliverer:
         """Deliver one notification; the outcome is returned, never raised."""
         channel = pending.recipient.channel
         first = self._clock.now()
+        if _first_attempt_at_level_1(pending):
+            delay = (first - content.alert.raised_at).total_seconds()
+            self._metrics.first_attempt_delay.labels(channel=channel.value).observe(max(0.0, delay))
         attempts = 0
         while True:
             attempts += 1
@@ -307,3 +310,18 @@ class Deliverer:
             )
         message = email_message(content, pending, sender=self.email.settings.sender)
         return await self.email.attempt(message, time_limit=time_limit)
+
+
+def _first_attempt_at_level_1(pending: PendingDelivery) -> bool:
+    """Tell whether this starts the first attempt to tell level 1 about an alert.
+
+    A hand-over again after a lost worker (`dispatches` > 1), a repeat or a re-opening
+    (`round` > 0) and a resolution notice are not: the service level is about how soon
+    the duty manager is first tried.
+    """
+    return (
+        pending.purpose is NotificationPurpose.ALERT
+        and pending.level == 1
+        and pending.round == 0
+        and pending.dispatches == 1
+    )

@@ -24,7 +24,7 @@ from typing import Any
 
 from schemas.alerts import Severity
 from services.notify.ledger import AlertRecord, AlertStatus
-from services.notify.metrics import NotifyMetrics
+from services.notify.metrics import NO_AREA, AlertGroup, NotifyMetrics
 
 MAX_PAGE = 500
 
@@ -164,6 +164,17 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise InvalidCursor("the cursor is not one this service issued") from exc
 
 
+def _group(summary: AlertSummary) -> AlertGroup:
+    """Return the group the unresolved-alert gauges count a summary in (they skip resolved)."""
+    return (
+        summary.area or NO_AREA,
+        summary.rule,
+        summary.severity,
+        summary.status.value,
+        summary.status is AlertStatus.OPEN and summary.level >= 2,  # noqa: PLR2004 - level 2 is the first escalation step
+    )
+
+
 class AlertIndex:
     """Summaries of this worker's alerts, and the open/unacknowledged gauges."""
 
@@ -172,6 +183,8 @@ class AlertIndex:
         self._summaries: dict[str, AlertSummary] = {}
         self._by_status: Counter[AlertStatus] = Counter()
         self._by_trigger: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        self._unresolved: Counter[AlertGroup] = Counter()
+        metrics.count_unresolved(lambda: self._unresolved)
 
     def __len__(self) -> int:
         return len(self._summaries)
@@ -185,11 +198,13 @@ class AlertIndex:
             ids.discard(alert_id)
             if not ids:
                 del self._by_trigger[old.trigger]
+            self._unresolved[_group(old)] -= 1
         if record is not None:
             new = AlertSummary.of(record)
             self._summaries[alert_id] = new
             self._by_status[record.status] += 1
             self._by_trigger[new.trigger].add(alert_id)
+            self._unresolved[_group(new)] += 1
         self._refresh()
 
     def same_trigger(self, source: str, event_id: str) -> set[str]:
@@ -241,6 +256,7 @@ class AlertIndex:
         self._summaries.clear()
         self._by_status.clear()
         self._by_trigger.clear()
+        self._unresolved.clear()
         self._refresh()
 
     def page(

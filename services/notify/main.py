@@ -8,6 +8,7 @@ from services.common.auth import Authenticator, TokenConfigError
 from services.common.clock import SystemClock
 from services.common.environment import UnsafeConfiguration
 from services.common.logging import configure_logging
+from services.common.metrics import record_policy, service_registry
 from services.common.streams import run_worker
 from services.notify.app import NotifyService
 from services.notify.channels import (
@@ -43,6 +44,7 @@ def create_service(
         attempt_timeout=d.attempt_timeout_seconds,
     )
     policy = load_policy(settings.policy_file)
+    record_policy(registry, settings.policy_file)
     require_https(webhook_urls(policy, settings))
     return NotifyService(
         settings=settings,
@@ -68,7 +70,7 @@ def main() -> None:
     settings = NotifySettings()
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
-        service = create_service(settings, SystemClock(), CollectorRegistry())
+        service = create_service(settings, SystemClock(), service_registry())
     except (TokenConfigError, UnsafeConfiguration, SmtpConfigError) as exc:
         # Said plainly on stderr, exit status 1: the operator must read why.
         raise SystemExit(f"safeguard-notify: {exc}") from None

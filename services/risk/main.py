@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-
 from services.common.auth import Authenticator, TokenConfigError
 from services.common.clock import SystemClock
 from services.common.environment import UnsafeConfiguration
 from services.common.logging import configure_logging
+from services.common.metrics import record_policy, service_registry
 from services.common.streams import run_worker
 from services.risk.app import create_app
 from services.risk.policy import load_policy
@@ -24,7 +23,9 @@ def main() -> None:
     except (TokenConfigError, UnsafeConfiguration) as exc:
         # Said plainly on stderr, exit status 1: the operator must read why.
         raise SystemExit(f"safeguard-risk: {exc}") from None
-    service = create_app(settings, policy, SystemClock(), CollectorRegistry(), auth)
+    registry = service_registry()
+    record_policy(registry, settings.policy_file)
+    service = create_app(settings, policy, SystemClock(), registry, auth)
     run_worker(service.app, log_level=settings.log_level)
 
 

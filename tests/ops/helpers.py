@@ -23,7 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S_BASE = DEPLOY / "k8s" / "base"
 K8S_PRODUCTION = DEPLOY / "k8s" / "overlays" / "production"
-RULES_FILE = DEPLOY / "prometheus" / "rules" / "safeguard.rules.yml"
+RULES_DIR = DEPLOY / "prometheus" / "rules"
+RULES_FILE = RULES_DIR / "safeguard.rules.yml"
+# Every rule file Prometheus loads (`rule_files: rules/*.yml`): the hand-written alerts and
+# the service levels' rules that `make rules` writes from deploy/prometheus/slos.yaml.
+RULES_FILES = sorted(RULES_DIR.glob("*.yml"))
+RUNBOOKS = REPO / "docs" / "runbooks"
 PROMETHEUS_RULE = K8S_BASE / "prometheusrule.yaml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "safeguard.json"
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -89,12 +94,36 @@ def promql_metric_names(expr: str) -> set[str]:
 
 
 def rule_expressions(rules: dict[str, Any]) -> dict[str, str]:
-    """Return each rule's expression by alert (or record) name."""
-    return {
-        rule.get("alert") or rule["record"]: rule["expr"]
-        for group in rules["groups"]
+    """Return each rule's expression by alert (or record) name and, when a name is used
+    by several rules, its position (the service levels' ratios are one name per window
+    and objective)."""
+    found: dict[str, str] = {}
+    for group in rules["groups"]:
+        for index, rule in enumerate(group["rules"]):
+            name = rule.get("alert") or rule["record"]
+            key = name if name not in found else f"{name} ({group['name']} #{index})"
+            found[key] = rule["expr"]
+    return found
+
+
+def all_rules() -> list[dict[str, Any]]:
+    """Return every rule of every rule file Prometheus loads."""
+    return [
+        rule
+        for path in RULES_FILES
+        for group in load_yaml(path)["groups"]
         for rule in group["rules"]
-    }
+    ]
+
+
+def alert_names() -> set[str]:
+    """Return the name of every alert the rules define."""
+    return {rule["alert"] for rule in all_rules() if "alert" in rule}
+
+
+def recorded_names() -> set[str]:
+    """Return the name of every series a recording rule writes."""
+    return {rule["record"] for rule in all_rules() if "record" in rule}
 
 
 def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -109,13 +138,17 @@ def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def dashboard_expressions() -> dict[str, str]:
-    """Return every query of the dashboard, keyed by panel title and refId."""
+    """Return every query of the dashboard, keyed by panel (title, id) and refId, and
+    every annotation's, keyed by its name."""
     dashboard = json.loads(DASHBOARD.read_text())
-    return {
-        f"{panel['title']} / {target['refId']}": target["expr"]
+    found = {
+        f"{panel['title']} #{panel['id']} / {target['refId']}": target["expr"]
         for panel in dashboard_panels(dashboard)
         for target in panel.get("targets", [])
     }
+    for annotation in dashboard["annotations"]["list"]:
+        found[f"annotation {annotation['name']}"] = annotation["expr"]
+    return found
 
 
 def exposed_sample_names(exposition: str) -> set[str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
+from devtools import alert_rules
 from tests.ops.helpers import (
     COMPOSE_FILE,
     DASHBOARD,
@@ -47,3 +49,60 @@ def test_grafana_provisioning_points_at_the_dashboard_folder() -> None:
     assert mounts[path] == "./deploy/grafana/dashboards"
     datasource = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
     assert datasource["datasources"][0]["uid"] == "prometheus"
+
+
+def test_area_and_rule_variables_filter_the_panels() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "area", "rule"} <= set(variables)
+    for name in ("area", "rule"):
+        query = variables[name]["query"]["query"]
+        assert query.startswith("label_values("), query
+        assert query.endswith(f", {name})"), query
+        selector = query.removeprefix("label_values(").removesuffix(f", {name})")
+        assert promql_metric_names(selector) or "__name__" in selector, query
+        assert variables[name]["includeAll"] is True
+    expressions = dashboard_expressions()
+    assert sum('rule=~"$rule"' in e for e in expressions.values()) >= 8
+    assert sum('area=~"$area"' in e for e in expressions.values()) >= 2
+
+
+def test_deployments_and_policy_changes_are_annotated() -> None:
+    annotations = json.loads(DASHBOARD.read_text())["annotations"]["list"]
+    by_name = {a["name"]: a for a in annotations}
+    assert "safeguard_build_info" in promql_metric_names(by_name["Deployments"]["expr"])
+    assert "safeguard_policy_info" in promql_metric_names(by_name["Policy changes"]["expr"])
+    for annotation in annotations:
+        assert annotation["datasource"]["uid"] == "${datasource}"
+        # Marks the moment a new version or policy appears, not every scrape after it.
+        assert " unless " in annotation["expr"]
+        assert " offset " in annotation["expr"]
+
+
+def test_every_service_level_has_a_row_with_its_error_budget() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    rows = [p for p in dashboard["panels"] if p["type"] == "row"]
+    for objective in alert_rules.load_spec().objectives:
+        selector = f'{{slo="{objective.name}"}}'
+        row = next(
+            r
+            for r in rows
+            if r["title"].startswith("Service level")
+            and any(
+                selector in target["expr"]
+                for panel in panels_below(dashboard, r)
+                for target in panel["targets"]
+            )
+        )
+        below = panels_below(dashboard, row)
+        queries = [t["expr"] for panel in below for t in panel["targets"]]
+        assert f"safeguard:slo_error_budget_remaining:ratio{selector}" in queries, row["title"]
+        assert all(selector in q for q in queries), row["title"]
+
+
+def panels_below(dashboard: dict[str, Any], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the panels under an expanded row, up to the next row."""
+    panels: list[dict[str, Any]] = dashboard["panels"]
+    start = panels.index(row) + 1
+    end = next((i for i in range(start, len(panels)) if panels[i]["type"] == "row"), len(panels))
+    return panels[start:end]

@@ -6,20 +6,23 @@ labelled series exist, scrapes each `/metrics` and compares names.
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devtools.stack import DevStack
+from services.common.metrics import policy_digest
 from tests.fixtures.stack import Client
 from tests.fixtures.webhook import WebhookReceiver
 from tests.ops.helpers import (
-    RULES_FILE,
+    RULES_FILES,
     dashboard_expressions,
     exposed_sample_names,
     load_yaml,
     promql_metric_names,
+    recorded_names,
     rule_expressions,
 )
 
@@ -37,7 +40,11 @@ def queried_metrics() -> dict[str, set[str]]:
     """Return, per metric name, where the rules and the dashboard use it."""
     used: dict[str, set[str]] = {}
     sources = {
-        **{f"rule {k}": v for k, v in rule_expressions(load_yaml(RULES_FILE)).items()},
+        **{
+            f"rule {k}": v
+            for path in RULES_FILES
+            for k, v in rule_expressions(load_yaml(path)).items()
+        },
         **{f"panel {k}": v for k, v in dashboard_expressions().items()},
     }
     for where, expr in sources.items():
@@ -87,13 +94,25 @@ def test_rules_and_dashboard_use_only_metrics_the_services_expose(
     assert webhook.wait_for(lambda b: b.get("alert", {}).get("child_id") == child)
 
     exposed: set[str] = set()
+    digest = policy_digest(stack.policy_file.read_bytes())
     for service in ("ingest", "risk", "notify"):
-        exposed |= exposed_sample_names(scrape(stack.url(service)))
+        page = scrape(stack.url(service))
+        exposed |= exposed_sample_names(page)
+        samples = [line for line in page.splitlines() if line and not line.startswith("#")]
+        names = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in samples}
+        assert {"process_start_time_seconds", "process_resident_memory_bytes"} <= names, service
+        assert {"python_info", "safeguard_build_info"} <= names, service
+        assert not [n for n in names if n.endswith("_created")], service
+        assert any(line.startswith('safeguard_build_info{revision="') for line in samples)
+        if service != "ingest":
+            assert f'safeguard_policy_info{{sha256="{digest}"}} 1.0' in samples, service
     assert "safeguard_ingest_events_accepted_total" in exposed
 
+    # Series the recording rules write (the service levels' ratios) exist once the rules do.
+    recorded = recorded_names()
     missing = {
         name: sorted(where)
         for name, where in queried_metrics().items()
-        if name not in exposed and name not in EXTERNAL_METRICS
+        if name not in exposed and name not in EXTERNAL_METRICS and name not in recorded
     }
     assert not missing, f"queried but not exposed by any service: {missing}"
