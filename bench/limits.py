@@ -5,16 +5,21 @@
 A service's figure means little without what the broker and client library can do at
 best under the same load: raw aiokafka (the library under Faust) producing records of
 the benchmark's size with acks=all, with its default batching and with one record per
-batch (what the development broker needs for changelogs), and consuming them back.
-The service benchmarks import `measure` and print its figures beside their own.
-Prints figures; asserts nothing.
+batch (what the development broker needs for changelogs), and consuming them back; and a
+bare Faust agent doing a risk worker's I/O with nothing to decide (`bench/bare_faust.py`),
+with the changelog one record per batch (the development setting) and batched (the
+production one). The service benchmarks import `measure` and print its figures beside
+their own. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,14 +42,23 @@ class Limits:
     produce_batched: float
     produce_one_per_batch: float
     consume: float
+    # A bare Faust agent's records/s: changelog one record per batch, and batched.
+    faust_dev: float | None = None
+    faust_production: float | None = None
 
     def describe(self) -> str:
         """Return the figures on one line."""
-        return (
+        line = (
             f"limit (raw aiokafka, {RECORD_BYTES} B records, acks=all): produce "
             f"{self.produce_batched:,.0f}/s batched, {self.produce_one_per_batch:,.0f}/s "
             f"one record per batch; consume {self.consume:,.0f}/s"
         )
+        if self.faust_dev is not None and self.faust_production is not None:
+            line += (
+                f"; bare Faust agent {self.faust_dev:,.0f}/s (changelog one record per batch), "
+                f"{self.faust_production:,.0f}/s (batched)"
+            )
+        return line
 
 
 async def _produce(bootstrap: str, topic: str, count: int, *, one_per_batch: bool) -> float:
@@ -86,7 +100,41 @@ async def _consume(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
-def measure(bootstrap: str, messages: int = 20_000) -> Limits:
+def bare_faust(bootstrap: str, count: int, *, changelog_batch_size: int | None) -> float:
+    """Return the records/s of `bench/bare_faust.py` over `count` records produced first."""
+    topic = f"limits-faust-{uuid.uuid4().hex[:8]}"
+    create_topics(bootstrap, [topic], partitions=4)
+
+    async def fill() -> None:
+        await _produce(bootstrap, topic, count, one_per_batch=False)
+
+    asyncio.run(fill())
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "bare_faust.py"),
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--count",
+        str(count),
+    ]
+    if changelog_batch_size is not None:
+        command += ["--changelog-batch-size", str(changelog_batch_size)]
+    with tempfile.TemporaryDirectory() as data_dir:
+        done = subprocess.run(  # noqa: S603 - our own script
+            [*command, "--data-dir", data_dir],
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+    for line in done.stdout.decode().splitlines():
+        if line.startswith("{"):
+            return float(json.loads(line)["rate"])
+    raise RuntimeError(f"bare Faust agent failed: {done.stderr.decode()[-2000:]}")
+
+
+def measure(bootstrap: str, messages: int = 20_000, *, faust: bool = True) -> Limits:
     """Measure the broker's limits with `messages` records per figure."""
     suffix = uuid.uuid4().hex[:8]
     batched, single = f"limits-batched-{suffix}", f"limits-single-{suffix}"
@@ -100,7 +148,16 @@ def measure(bootstrap: str, messages: int = 20_000) -> Limits:
         consume = await _consume(bootstrap, batched, messages)
         return Limits(produce_batched, produce_single, consume)
 
-    return asyncio.run(run())
+    limits = asyncio.run(run())
+    if not faust:
+        return limits
+    return Limits(
+        limits.produce_batched,
+        limits.produce_one_per_batch,
+        limits.consume,
+        faust_dev=bare_faust(bootstrap, messages, changelog_batch_size=1),
+        faust_production=bare_faust(bootstrap, messages, changelog_batch_size=None),
+    )
 
 
 def main() -> None:

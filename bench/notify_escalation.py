@@ -8,8 +8,10 @@ raise. It writes N `alert.raised` with the same `raised_at`, chosen so that leve
 out at once and every alert's level 2 falls due at the same instant `--lead` seconds
 later. It then reads the `alert.escalated` events and prints the timing error (when the
 step was taken minus when it was due) and when the level-2 webhooks were delivered.
-Target: p99 timing error at most 5 s with 10,000 alerts. Prints the broker's limits
-(raw aiokafka produce and consume rates, `bench/limits.py`) measured in the same run.
+Target: p99 timing error at most 3 s with 10,000 alerts, in production settings. Runs
+twice, in the development configuration (changelog one record per producer batch) and
+the production one (batched). Prints the broker's limits (raw aiokafka produce and
+consume rates, a bare Faust agent's, `bench/limits.py`) measured in the same run.
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ from schemas.alerts import (
 from tests.fixtures.webhook import WebhookReceiver
 
 LEVEL_2_AFTER = 60
-TARGET_P99_SECONDS = 5.0
+TARGET_P99_SECONDS = 3.0
+# The changelog producer's batch size in the two configurations every figure is printed
+# in: one record per batch as `make run` sets it for the development broker, and batched
+# (1 MiB, notify's own default) as in production.
+CONFIGURATIONS = {"development": "1", "production": "1048576"}
 
 POLICY = f"""
 escalation:
@@ -117,9 +123,10 @@ def main() -> None:
         "--timeout", type=float, default=900.0, help="seconds after the due time to wait for all"
     )
     parser.add_argument(
-        "--batch-size",
-        default="1",
-        help="notify's producer_max_batch_size ('1' as on Tansu in dev and CI; 'default' for 1 MiB)",
+        "--configurations",
+        default="development,production",
+        help="which of development (changelog one record per producer batch) and production "
+        "(batched) to run, in this order",
     )
     args = parser.parse_args()
 
@@ -129,6 +136,18 @@ def main() -> None:
     wait_until_answers(bootstrap)
     print(f"load before: {Path('/proc/loadavg').read_text().split()[:3]}")
     print(measure(bootstrap).describe())
+    try:
+        for name in args.configurations.split(","):
+            print(f"--- configuration: {name} ---")
+            run(args, bootstrap, CONFIGURATIONS[name])
+    finally:
+        if broker is not None:
+            broker.stop()
+    print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}")
+
+
+def run(args: argparse.Namespace, bootstrap: str, batch_size: str) -> None:
+    """Run the benchmark once with the changelog producer's `batch_size`."""
     receiver = WebhookReceiver()
     receiver.start()
     folder = Path(tempfile.mkdtemp(prefix="notify-bench-"))
@@ -148,9 +167,7 @@ def main() -> None:
             output=log,
             extra_env={
                 "NOTIFY_WEBHOOK_SECRETS__DESK_KEY": "bench",
-                "NOTIFY_STREAM__PRODUCER_MAX_BATCH_SIZE": (
-                    "1048576" if args.batch_size == "default" else args.batch_size
-                ),
+                "NOTIFY_STREAM__PRODUCER_MAX_BATCH_SIZE": batch_size,
             },
         )
         try:
@@ -171,8 +188,6 @@ def main() -> None:
         finally:
             stack.stop()
             receiver.stop()
-            if broker is not None:
-                broker.stop()
 
     escalations = [e["data"] for e in events if e["type"] == "alert.escalated"]
     errors = [
@@ -216,7 +231,6 @@ def main() -> None:
         )
     met = not missing and percentile(errors, 0.99) <= TARGET_P99_SECONDS
     print(f"target p99 <= {TARGET_P99_SECONDS:.0f} s: {'met' if met else 'NOT met'}")
-    print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
 if __name__ == "__main__":
