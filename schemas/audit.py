@@ -60,6 +60,7 @@ class AuditAction(StrEnum):
     REPORT_VIEWED = "report.viewed"  # nothing more: aggregate figures, no one's record
     DEADLETTER_VIEWED = "deadletter.viewed"  # `record`: its key and payload shown (consultation)
     DEADLETTER_REPLAYED = "deadletter.replayed"  # `record`: sent again to its topic (collection)
+    REQUEST_REFUSED = "request.refused"  # `refusal`: unauthenticated or forbidden (access)
 
 
 _REQUIRED: dict[AuditAction, str | None] = {
@@ -73,6 +74,7 @@ _REQUIRED: dict[AuditAction, str | None] = {
     AuditAction.REPORT_VIEWED: None,
     AuditAction.DEADLETTER_VIEWED: "record",
     AuditAction.DEADLETTER_REPLAYED: "record",
+    AuditAction.REQUEST_REFUSED: "refusal",
 }
 
 
@@ -82,6 +84,15 @@ class RecordRef(ContractModel):
     topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
     partition: Annotated[StrictInt, Field(ge=0)]
     offset: Annotated[StrictInt, Field(ge=0)]
+
+
+class Refusal(ContractModel):
+    """A request refused at the door: its status (401, 403) and the route it asked for."""
+
+    status: Annotated[StrictInt, Field(ge=400, le=499)]
+    route: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/{}._-]{1,128}$")] = Field(
+        description="the route template (`/v1/events`), never the path as typed"
+    )
 
 
 class AuditRecord(ContractModel):
@@ -97,6 +108,7 @@ class AuditRecord(ContractModel):
     child_id: Identifier | None = None
     alert_id: Identifier | None = None
     record: RecordRef | None = None
+    refusal: Refusal | None = None
 
     @model_validator(mode="after")
     def _the_named_id(self) -> Self:
@@ -108,6 +120,7 @@ class AuditRecord(ContractModel):
                 ("child_id", self.child_id),
                 ("alert_id", self.alert_id),
                 ("record", self.record),
+                ("refusal", self.refusal),
             )
             if value is not None
         ]
@@ -125,6 +138,8 @@ class AuditRecord(ContractModel):
             return f"{self.event.source}|{self.event.id}"
         if self.record is not None:
             return f"{self.record.topic}:{self.record.partition}:{self.record.offset}"
+        if self.refusal is not None:
+            return f"refused|{self.actor}"
         return self.child_id or self.alert_id or ""
 
 

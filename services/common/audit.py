@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 
 from schemas.alerts import EventRef
-from schemas.audit import AuditAction, AuditEvent, AuditRecord, RecordRef, audit_event
+from schemas.audit import AuditAction, AuditEvent, AuditRecord, RecordRef, Refusal, audit_event
 from schemas.events import Event
 from services.common.auth import Principal
 
@@ -75,6 +75,23 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
     )
     wrapped: AuditEvent = audit_event(audited, record_id=uuid.uuid4().hex, service=service)
     return audited.target.encode(), wrapped.to_json()
+
+
+def refused_request(service: Service, actor: str, status: int, route: str, at: datetime) -> Record:
+    """Return the audit record of a refused request: who (or from where), what status, where."""
+    audited = AuditRecord(
+        action=AuditAction.REQUEST_REFUSED,
+        actor=actor,
+        at=at,
+        refusal=Refusal(status=status, route=route),
+    )
+    wrapped: AuditEvent = audit_event(audited, record_id=uuid.uuid4().hex, service=service)
+    return audited.target.encode(), wrapped.to_json()
+
+
+def client_actor(address: str | None) -> str:
+    """Name an unauthenticated caller by its address, as an audit actor can be spelled."""
+    return "client-" + re.sub(r"[^A-Za-z0-9.]", "-", address or "unknown")[:57]
 
 
 def accepted_events(principal: Principal, events: Iterable[Event], at: datetime) -> list[Record]:

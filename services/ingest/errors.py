@@ -54,6 +54,13 @@ class BodyTooLarge(IngestError):
     code = "body_too_large"
 
 
+class RequestTimeout(IngestError):
+    """The body did not arrive within the time allowed."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class UnsupportedMediaType(IngestError):
     """A content type the endpoint does not take."""
 

@@ -1,10 +1,12 @@
 """HTTP surface of the ingest service (docs/contract.md section 6).
 
-Order of checks: authenticate (401), media type (415), size (413), parse (400),
-validate (422), the token may send every event's type for its source (403), write the
-events and one audit record per event (503), answer 202. Nothing is written unless
-every event in the request passed every check, and nothing is answered 202 before the
-broker acknowledged the events and their audit records (acks=all).
+Order of checks: authenticate (401), media type (415), size (413), a body read within its
+time (408), parse (400), validate (422), the token may send every event's type for its
+source (403), write one audit record per event and then the events (503 if either
+fails), answer 202. Nothing is written unless every event in the request passed every
+check; no event is written before the broker acknowledged the record of who sent it,
+and nothing is answered 202 before it acknowledged the events too (acks=all). A refusal
+(401, 403) is logged and audited with the token's name, or the caller's address.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ from pydantic import BaseModel
 
 from schemas.errors import ROOT_LOC
 from schemas.events import Event
-from services.common.audit import accepted_events
+from services.common.audit import accepted_events, client_actor, refused_request
 from services.common.auth import Authenticator, Principal, Role
 from services.common.clock import Clock
 from services.common.metrics import CONTENT_TYPE_LATEST, exposition
 from services.ingest import decoding
 from services.ingest.errors import (
     BodyTooLarge,
+    BrokerUnavailable,
     Forbidden,
     IngestError,
+    RequestTimeout,
     Unauthenticated,
 )
 from services.ingest.keys import partition_key
@@ -47,6 +51,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Header values arrive decoded with surrogate escapes; a token can only be printable ASCII.
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 _READ_CHUNK = 64 * 1024
+_PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def _json(model: BaseModel, status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -77,6 +82,7 @@ class IngestApp:
         self.metrics = IngestMetrics(registry)
         writer.report_to(self.metrics)
         self.openapi = document()
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- the checks, in order ------------------------------------------------------------
 
@@ -89,6 +95,7 @@ class IngestApp:
         )
         if principal is None:
             raise Unauthenticated("a valid bearer token is required")
+        request[_PRINCIPAL] = principal
         return principal
 
     async def _body(self, request: web.Request) -> bytes:
@@ -97,13 +104,21 @@ class IngestApp:
             raise BodyTooLarge(f"body is over the {limit} byte limit")
         # Read to the end ourselves: one read() returns whatever has arrived so far, and
         # a chunked body has no Content-Length to check up front.
+        # A body sent a trickle at a time would hold the request for as long as its sender
+        # likes.
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.read(_READ_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"body is over the {limit} byte limit")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                while chunk := await request.content.read(_READ_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise BodyTooLarge(f"body is over the {limit} byte limit")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the body did not arrive within {self.settings.body_timeout_seconds:g} s"
+            ) from None
         return b"".join(chunks)
 
     @staticmethod
@@ -151,13 +166,22 @@ class IngestApp:
         records = [(partition_key(e).encode(), e.to_json()) for e in events]
         audit = accepted_events(principal, events, self.clock.now())
         started = time.perf_counter()
-        # Both together, both acknowledged before the 202: an event is never accepted
-        # without the record of who sent it. A failure of either is a 503, and the
-        # retry's duplicates are dropped downstream by (source, id).
-        await asyncio.gather(
-            self.writer.write(self.settings.kafka.topics.events, records),
-            self.writer.write(self.settings.audit_topic, audit),
-        )
+        # The record of who sent them first, then the events: an event is never written,
+        # let alone processed, without it. A failure of either is a 503, and the retry's
+        # duplicates are dropped downstream by (source, id).
+        for topic, batch in (
+            (self.settings.audit_topic, audit),
+            (self.settings.kafka.topics.events, records),
+        ):
+            try:
+                await self.writer.write(topic, batch)
+            except BrokerUnavailable:
+                raise
+            except Exception as exc:
+                log.warning("write_refused", error=type(exc).__name__, records=len(batch))
+                raise BrokerUnavailable(
+                    f"the broker did not take the write ({type(exc).__name__}); retry later"
+                ) from exc
         self.metrics.produce_latency.observe(time.perf_counter() - started)
         # One labelled increment per type, not per event: a batch is mostly of few types.
         for kind, count in Counter(e.type for e in events).items():
@@ -243,6 +267,8 @@ class IngestApp:
         except IngestError as exc:
             self.metrics.rejected.labels(reason=exc.code).inc()
             response = self._error_response(exc)
+            if isinstance(exc, Unauthenticated | Forbidden):
+                self._audit_refusal(request, exc, route)
         except web.HTTPException as exc:
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             code = exc.reason.lower().replace(" ", "_")
@@ -265,6 +291,28 @@ class IngestApp:
         log.info("request_refused", status=exc.status, reason=exc.code, problems=len(exc.errors))
         body = ErrorBody(error=exc.code, message=exc.message, errors=exc.errors)
         return _json(body, exc.status, headers)
+
+    def _audit_refusal(
+        self, request: web.Request, exc: Unauthenticated | Forbidden, route: str
+    ) -> None:
+        """Log and audit a refused request: by the token's name, or the caller's address.
+
+        The record is written in the background (within the writer's own timeout): a
+        refusal is answered at once, whether or not the broker takes its record.
+        """
+        principal = request.get(_PRINCIPAL)
+        actor = principal.name if principal is not None else client_actor(request.remote)
+        log.warning("access_refused", status=exc.status, actor=actor, route=route)
+        record = refused_request("ingest", actor, exc.status, route, self.clock.now())
+        task = asyncio.get_running_loop().create_task(self._write_refusal(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_refusal(self, record: tuple[bytes, bytes]) -> None:
+        try:
+            await self.writer.write(self.settings.audit_topic, [record])
+        except Exception as error:  # noqa: BLE001 - logged; the refusal stands regardless
+            log.warning("refusal_not_audited", error=type(error).__name__)
 
 
 def create_app(

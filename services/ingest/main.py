@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -48,7 +50,14 @@ def main() -> None:
     except TokenConfigError as exc:
         # Said plainly on stderr, exit status 1: the operator must read why.
         raise SystemExit(f"safeguard-ingest: {exc}") from None
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, **server_options(settings))
+
+
+def server_options(settings: IngestSettings) -> dict[str, Any]:
+    """Return how the HTTP server runs the application (for `run_app` and `AppRunner`)."""
+    # aiohttp's keep-alive timer runs from the connection's start and closes a connection
+    # still waiting for a whole request when it fires: it bounds slowly sent headers too.
+    return {"access_log": None, "keepalive_timeout": settings.header_timeout_seconds}
 
 
 if __name__ == "__main__":

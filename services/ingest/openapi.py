@@ -71,12 +71,14 @@ def _refusals() -> dict[str, Any]:
             "the token lacks the send role, or may not send for an event's source or its type "
             "(each named in `errors`)"
         ),
+        "408": _error("the body did not arrive within the time allowed (10 s by default)"),
         "413": _error("the body is over the size limit (1 MiB by default)"),
         "415": _error("a media type the endpoint does not take, or a charset other than UTF-8"),
         "422": _error("not valid against the contract; `errors` lists every problem"),
         "503": _error(
-            "the broker did not acknowledge in time; retry after the given delay. Some "
-            "events may have been written: a retry is deduplicated by (source, id)",
+            "the broker did not acknowledge the audit record or the events in time; retry "
+            "after the given delay. Some may have been written: a retry is deduplicated by "
+            "(source, id), and no event is written before the record of who sent it",
             _RETRY_AFTER,
         ),
     }

@@ -48,6 +48,15 @@ class IngestSettings(BaseSettings):
     )
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="how long a request's body may take to arrive (408)"
+    )
+    header_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="how long a connection may take to send a request's headers, and stay "
+        "idle between requests, before it is closed",
+    )
     produce_timeout_seconds: float = Field(
         default=5.0, gt=0, description="how long a request waits for the broker before 503"
     )

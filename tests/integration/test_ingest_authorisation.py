@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.broker import read_topic
+from tests.fixtures.broker import read_all, read_topic
 from tests.fixtures.ingest import IngestServer, anything_written, child_found, incident
 from tests.fixtures.tokens import SENDER_SOURCE, TokenSet
 
@@ -108,7 +108,12 @@ def test_refused_callers_are_told_what_was_not_allowed(
     if status == 401:
         assert reply.headers["WWW-Authenticate"] == 'Bearer realm="safeguard"'
     assert not anything_written(kafka_bootstrap, server.topic)
-    assert not anything_written(kafka_bootstrap, server.settings.audit_topic)
+    # The audit trail holds refusals (test_ingest_access.py), never an accepted event here.
+    actions = {
+        json.loads(r.value)["data"]["action"]
+        for r in read_all(kafka_bootstrap, server.settings.audit_topic)
+    }
+    assert "event.accepted" not in actions
 
 
 @pytest.mark.parametrize("path", [EVENTS, BATCH])
@@ -149,7 +154,11 @@ def test_each_accepted_event_has_an_audit_record_naming_the_token(
     assert send(server, BATCH, batch, "sender").status == 202
     assert send(server, EVENTS, [found()], "other-sender").status == 403
 
-    records = read_topic(kafka_bootstrap, server.settings.audit_topic, expect=4)
+    # Five records: four accepted events and the other sender's refusal.
+    everything = read_topic(kafka_bootstrap, server.settings.audit_topic, expect=5)
+    refusals = [r for r in everything if json.loads(r.value)["data"]["action"] != "event.accepted"]
+    assert [json.loads(r.value)["data"]["actor"] for r in refusals] == ["other-sender"]
+    records = [r for r in everything if r not in refusals]
     audits = [json.loads(r.value) for r in records]
     assert len(audits) == 4
     assert {(a["data"]["event"]["source"], a["data"]["event"]["id"]) for a in audits} == {

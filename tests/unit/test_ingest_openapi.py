@@ -29,7 +29,7 @@ def test_document_lists_every_status_of_the_contract() -> None:
     doc = document()
     for path in ("/v1/events", "/v1/events/batch"):
         responses = doc["paths"][path]["post"]["responses"]
-        assert set(responses) == {"202", "400", "401", "403", "413", "415", "422", "503"}
+        assert set(responses) == {"202", "400", "401", "403", "408", "413", "415", "422", "503"}
         assert "Retry-After" in responses["503"]["headers"]
     batch = doc["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"]
     assert batch["application/cloudevents-batch+json"]["schema"]["maxItems"] == MAX_BATCH
