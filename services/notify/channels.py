@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import smtplib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal
@@ -64,6 +64,38 @@ def signing_key(secret: str) -> bytes:
     if secret.startswith(SECRET_PREFIX):
         return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
     return secret.encode()
+
+
+# Below 128 bits a signing key can be guessed offline from one captured delivery.
+MIN_KEY_BYTES = 16
+# SHA-256 of keys published in this repository (the development inbox's, compose's):
+# anyone can sign with them.
+PUBLISHED_KEYS = frozenset({"2aa0aa29ee45f6111c846853f329d7932bc7f647edd1dabd082fb2efbf1bfcc9"})
+
+
+def weak_secrets(secrets: Mapping[str, str]) -> list[str]:
+    """Return the names of signing secrets that are empty, shorter than 128 bits or published."""
+    weak = []
+    for name, secret in secrets.items():
+        try:
+            key = signing_key(secret)
+        except ValueError:
+            key = b""
+        if len(key) < MIN_KEY_BYTES or hashlib.sha256(key).hexdigest() in PUBLISHED_KEYS:
+            weak.append(name)
+    return sorted(weak)
+
+
+def require_strong_secrets(secrets: Mapping[str, str], *, development: bool | None = None) -> None:
+    """Refuse (at start-up) weak webhook signing secrets, unless in development mode."""
+    if is_development() if development is None else development:
+        return
+    weak = weak_secrets(secrets)
+    if weak:
+        names = ", ".join(f"NOTIFY_WEBHOOK_SECRETS__{name.upper()}" for name in weak)
+        raise refuse_outside_development(
+            f"webhook signing secrets empty, shorter than 128 bits or published: {names}"
+        )
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

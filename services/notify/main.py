@@ -16,6 +16,7 @@ from services.notify.channels import (
     SmtpConfigError,
     WebhookChannel,
     require_https,
+    require_strong_secrets,
     signing_key,
 )
 from services.notify.delivery import Deliverer
@@ -29,6 +30,10 @@ def create_service(
     settings: NotifySettings, clock: SystemClock, registry: CollectorRegistry
 ) -> NotifyService:
     """Wire the notify service from its settings."""
+    # Before any key is decoded: a malformed one is refused with its name, not a trace.
+    require_strong_secrets(
+        {name: secret.get_secret_value() for name, secret in settings.webhook_secrets.items()}
+    )
     metrics = NotifyMetrics(registry)
     d = settings.delivery
     deliverer = Deliverer(

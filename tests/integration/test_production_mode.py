@@ -49,7 +49,7 @@ def settings(service: str, tokens: Path, **extra: str) -> dict[str, str]:
         env[f"{prefix}ALERT_ID_SECRET"] = GOOD_SECRET
     if service == "notify":
         env[f"{prefix}WEBHOOK_URL"] = "https://desk.example.invalid/hook"
-        env[f"{prefix}WEBHOOK_SECRETS__DUTY_DESK"] = "desk-secret"
+        env[f"{prefix}WEBHOOK_SECRETS__DUTY_DESK"] = "a-desk-secret-of-over-128-bits"
     return env | {f"{prefix}{k}": v for k, v in extra.items()}
 
 
@@ -91,6 +91,15 @@ def test_notify_needs_https_receivers(tmp_path: Path) -> None:
     tokens = TokenSet.matrix().write(tmp_path / "t.yaml")
     env = settings("notify", tokens, WEBHOOK_URL="http://desk.example.invalid/hook")
     refused(start("notify", env), "must be https://", "http://desk.example.invalid")
+
+
+@pytest.mark.parametrize("secret", ["", "desk-secret", "safeguard-dev-webhook-secret"])
+def test_notify_refuses_an_empty_short_or_published_webhook_secret(
+    tmp_path: Path, secret: str
+) -> None:
+    tokens = TokenSet.matrix().write(tmp_path / "t.yaml")
+    env = settings("notify", tokens, WEBHOOK_SECRETS__DUTY_DESK=secret)
+    refused(start("notify", env), "NOTIFY_WEBHOOK_SECRETS__DUTY_DESK")
 
 
 def test_notify_refuses_smtp_login_without_tls(tmp_path: Path) -> None:

@@ -27,8 +27,10 @@ from services.notify.channels import (
     SmtpSettings,
     WebhookChannel,
     require_https,
+    require_strong_secrets,
     sign,
     signing_key,
+    weak_secrets,
 )
 from tests.fixtures.webhook import WebhookReceiver
 
@@ -166,3 +168,19 @@ def test_readme_snippet_rejects_forgeries() -> None:
     assert not verify(KEY, moved, BODY)
     assert not verify(KEY, {}, BODY)
     assert not verify(KEY, delivery(now) | {"webhook-timestamp": "soon"}, BODY)
+
+
+def test_weak_webhook_secrets_are_refused_outside_development_mode() -> None:
+    strong = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    secrets = {
+        "desk": strong,
+        "empty": "",
+        "short": "whsec_" + base64.b64encode(b"k" * 8).decode(),
+        "published": "safeguard-dev-webhook-secret",
+        "not_base64": "whsec_!!!",
+    }
+    assert weak_secrets(secrets) == ["empty", "not_base64", "published", "short"]
+    with pytest.raises(UnsafeConfiguration, match="NOTIFY_WEBHOOK_SECRETS__PUBLISHED"):
+        require_strong_secrets(secrets, development=False)
+    require_strong_secrets({"desk": strong}, development=False)
+    require_strong_secrets(secrets, development=True)  # the development inbox's is fine there
