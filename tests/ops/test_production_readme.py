@@ -28,7 +28,7 @@ def production_steps() -> str:
     return text[start:end]
 
 
-def _walk(node: Any, found: dict[str, set[str]], configmaps: set[str]) -> None:  # noqa: ANN401
+def _walk(node: Any, found: dict[str, set[str]], configmaps: set[str]) -> None:
     if isinstance(node, dict):
         for name, value in node.items():
             if name == "secretKeyRef":
@@ -37,9 +37,9 @@ def _walk(node: Any, found: dict[str, set[str]], configmaps: set[str]) -> None: 
                 found.setdefault(value["secretName"], set())
             elif name == "secretRef":
                 found.setdefault(value["name"], set())
-            elif name in {"configMapKeyRef", "configMapRef"}:
-                configmaps.add(value["name"])
-            elif name == "configMap" and isinstance(value, dict) and "name" in value:
+            elif name in {"configMapKeyRef", "configMapRef"} or (
+                name == "configMap" and isinstance(value, dict) and "name" in value
+            ):
                 configmaps.add(value["name"])
             _walk(value, found, configmaps)
     elif isinstance(node, list):
