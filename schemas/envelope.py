@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "KNOWN_TYPES",
     "MAX_FUTURE_SKEW",
+    "SCHEMA_VERSION",
     "AlertType",
     "AreaCode",
     "CloudEvent",
@@ -38,6 +39,8 @@ __all__ = [
     "Subject",
     "Timestamp",
     "UriReference",
+    "dataschema",
+    "schema_version",
     "wrap",
 ]
 
@@ -190,6 +193,25 @@ class Envelope(EventEnvelopeBase):
 
 E = TypeVar("E", bound="CloudEvent")
 
+#: The version of the record schemas this release writes, in every record's `dataschema`
+#: (`urn:safeguard:schema:<type>:<version>`, the `$id` of `schemas/json/<type>.json` plus
+#: the version). A reader takes this version and the one before; a record without
+#: `dataschema` was written before versions were recorded, and reads as version 1.
+SCHEMA_VERSION = 1
+
+
+def dataschema(type_: str, version: int = SCHEMA_VERSION) -> str:
+    """Return the `dataschema` of a record of `type_` in this release's version."""
+    return f"urn:safeguard:schema:{type_}:{version}"
+
+
+def schema_version(value: str | None) -> int:
+    """Return the version a record's `dataschema` names (1 when it has none)."""
+    if value is None or not value.startswith("urn:safeguard:schema:"):
+        return 1
+    _, _, number = value.rpartition(":")
+    return int(number) if number.isdigit() else 1
+
 
 def wrap(  # noqa: PLR0913 - one argument per CloudEvent attribute
     envelope: type[E],
@@ -209,6 +231,7 @@ def wrap(  # noqa: PLR0913 - one argument per CloudEvent attribute
             "type": type_,
             "time": time,
             "datacontenttype": "application/json",
+            "dataschema": dataschema(str(type_)),
             "data": data,
         }
     )

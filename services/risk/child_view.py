@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from schemas.envelope import dataschema
 from schemas.views import CHILD_VIEW_TYPE, RISK_SOURCE, ObligationStatus
 from services.common.timeliness import classify
 from services.risk.engine import obligation_alert_id
@@ -71,6 +72,7 @@ def child_view(state: SubjectState, current: Score, now: datetime, policy: RiskP
             "type": CHILD_VIEW_TYPE,
             "time": now,
             "datacontenttype": "application/json",
+            "dataschema": dataschema(CHILD_VIEW_TYPE),
             "data": data,
         }
     )

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from schemas.alerts import RISK_SOURCE, Severity, SubjectKind
+from schemas.envelope import dataschema
 from schemas.outcomes import OUTCOME_TYPE, OutcomeKind
 from services.risk.state import Ref
 
@@ -75,6 +76,7 @@ class _Envelope(msgspec.Struct, kw_only=True):
     source: str
     time: datetime
     datacontenttype: str
+    dataschema: str
     type: str
     data: Any
 
@@ -90,6 +92,7 @@ def _event(event_id: str, type_: str, time: datetime, data: msgspec.Struct) -> b
             source=RISK_SOURCE,
             time=time,
             datacontenttype="application/json",
+            dataschema=dataschema(type_),
             type=type_,
             data=data,
         )

@@ -21,6 +21,10 @@ from schemas.events import ConcernLevel, IncidentCategory, MissingRiskGrade, Off
 from services.risk.keys import ObligationKey, SubjectKey, SubjectKind
 from services.risk.policy import RiskLevel
 
+# The format of the table's values this release writes; it reads this one and the one
+# before (0: the pydantic models' JSON, the same fields).
+TABLE_VERSION = 1
+
 
 class Ref(msgspec.Struct, frozen=True):
     """An event by its idempotency key `(source, id)`."""
@@ -151,6 +155,8 @@ class SubjectState(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     kind: SubjectKind
     id: str
+    # The table value's format: 0 for values written before formats were numbered.
+    version: int = 0
     partition: int | None = None
     revision: int = 0
     seen: dict[str, datetime] = msgspec.field(default_factory=dict)
@@ -179,7 +185,8 @@ class SubjectState(msgspec.Struct, kw_only=True, omit_defaults=True):
         return min((o.check_at for o in self.obligations.values() if o.pending), default=None)
 
     def to_json(self) -> bytes:
-        """Serialise compactly for the table."""
+        """Serialise compactly for the table, in this release's format."""
+        self.version = TABLE_VERSION
         return _ENCODER.encode(self)
 
     @classmethod

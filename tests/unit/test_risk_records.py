@@ -60,6 +60,22 @@ def test_alerts_outcomes_and_child_views_are_the_contracts_own_json() -> None:
     pipeline = replay()
     kinds = {"alert.raised": AlertRaisedEvent, "alert.resolved": AlertResolvedEvent}
     seen = set()
+    published = [
+        json.loads(m.value or b"")
+        for topic in (TOPICS.alerts, TOPICS.outcomes, TOPICS.child_views, TOPICS.alert_views)
+        for m in pipeline.broker.records(topic)
+    ]
+    # Every record names its schema and version, for readers of a later release.
+    assert {e["dataschema"] for e in published} == {
+        f"urn:safeguard:schema:{kind}:1"
+        for kind in (
+            "alert.raised",
+            "alert.resolved",
+            "obligation.outcome",
+            "child.view",
+            "alert.view",
+        )
+    }
     for message in pipeline.broker.records(TOPICS.alerts):
         raw = message.value or b""
         model = kinds[json.loads(raw)["type"]].model_validate_json(raw)
