@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from services.common.clock import FakeClock
-from services.common.stream.memory import settle
 from schemas.alerts import parse_alert
 from schemas.audit import AuditEvent
 from schemas.deadletter import DeadLetter
 from schemas.envelope import SCHEMA_VERSION, schema_version
 from schemas.notifications import parse_notification
 from schemas.outcomes import OutcomeEvent
+from services.common.clock import FakeClock
+from services.common.stream.memory import settle
 from services.notify.logic import TABLE_VERSION as NOTIFY_TABLE_VERSION
 from services.risk.state import TABLE_VERSION, SubjectState
 from tests.fixtures.pipeline import TOPICS, Pipeline
