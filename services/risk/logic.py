@@ -184,7 +184,7 @@ class RiskLogic:
         for effect in outcome.effects:
             value = raised_event(effect) if isinstance(effect, Raised) else resolved_event(effect)
             records.append(Record(self.topics.alerts, effect.alert_id.encode(), value))
-        changed = outcomes.changes(before, state, now, self.policy.alert_key)
+        changed = outcomes.changes(before, state, now, self.policy)
         records.extend(
             Record(self.topics.outcomes, change.obligation_id.encode(), outcome_event(change))
             for change in changed
@@ -196,7 +196,7 @@ class RiskLogic:
         effects = RiskEffects(
             event_type=event_type,
             outcome=outcome,
-            closed=[c for c in changed if c.outcome is not OutcomeKind.OPENED],
+            closed=[c for c in changed if c.outcome in (OutcomeKind.MET, OutcomeKind.BREACHED)],
             capped=capped,
             kind=state.kind,
             pending_before=_pending_in(before),
@@ -228,7 +228,12 @@ class RiskLogic:
         for closed in effects.closed:
             label = "breached"
             if closed.outcome is OutcomeKind.MET:
-                label = classify(closed.due_at, closed.fulfilled_at, closed.at).value
+                label = classify(
+                    closed.due_at,
+                    closed.fulfilled_at,
+                    closed.at,
+                    recorded_late=closed.recorded_late_by_seconds is not None,
+                ).value
             metrics.closed.labels(rule=closed.rule, outcome=label).inc()
             late = closed.late_by_seconds
             if late is not None and late > 0:
