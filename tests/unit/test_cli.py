@@ -113,9 +113,9 @@ def events(tmp_path: Path) -> Path:
 
 
 def test_backtest_compares_a_candidate_with_the_baseline(events: Path, tmp_path: Path) -> None:
-    # The candidate gives social care 30 days: the three-week-late referral is on time.
+    # The candidate gives social care 60 days: the referral 55 days late is on time.
     candidate = broken(
-        tmp_path, "social-care-referral: {window: 24h", "social-care-referral: {window: 30d"
+        tmp_path, "social-care-referral: {window: 24h", "social-care-referral: {window: 60d"
     )
     result = runner.invoke(
         app,
@@ -138,7 +138,7 @@ def test_backtest_compares_a_candidate_with_the_baseline(events: Path, tmp_path:
     new = report["candidate"]["rules"]["social-care-referral"]
     assert base["breaches"] > new["breaches"]
     assert new["met_on_time"] > base["met_on_time"]
-    assert report["baseline"]["events"] == report["candidate"]["events"] == 4
+    assert report["baseline"]["events"] == report["candidate"]["events"] == 6
 
 
 def test_backtest_table(events: Path) -> None:
@@ -147,7 +147,7 @@ def test_backtest_table(events: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("events 4, duplicates 0, rejected 0")
+    assert lines[0].startswith("events 6, duplicates 0, rejected 0")
     assert lines[1].split()[:3] == ["RULE", "POLICY", "ALERTS"]
     assert any(line.split()[:2] == ["social-care-referral", "candidate"] for line in lines)
     assert lines[-1].split()[:2] == ["(all)", "candidate"]
