@@ -32,7 +32,7 @@ from services.common.auth import Role
 from tests.browser.conftest import axe_violations
 from tests.fixtures.smtp import SmtpInbox
 from tests.fixtures.stack import Client, wait_until
-from tests.fixtures.tokens import SENDER_SOURCE, TokenSet
+from tests.fixtures.tokens import REFERRER_SOURCE, SENDER_SOURCE, TokenSet
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -166,12 +166,13 @@ def referral(days_ago: int, child: str) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "id": f"ref-{child}",
-        "source": SENDER_SOURCE,
+        "source": REFERRER_SOURCE,
         "type": "referral.shared",
         "time": ago(days_ago),
         "data": {
             "referral_id": f"R-{child}",
             "child_id": child,
+            "area": "north",
             "agency": "childrens_social_care",
             "incident_id": f"INC-{child}",
             "contents": ["incident_details", "risk_assessment"],

@@ -47,6 +47,7 @@ def referral(event_id: str, incident_id: str, child_id: str, at: timedelta) -> d
         "data": {
             "referral_id": f"R-{event_id}",
             "child_id": child_id,
+            "area": "north",
             "agency": "childrens_social_care",
             "incident_id": incident_id,
             "contents": ["incident_details", "risk_assessment"],
