@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from services.common.clock import FakeClock
 from services.risk.calendar import SchoolCalendar, add_working_days, is_bank_holiday
+from services.risk.metrics import register_calendar
 
 AUTUMN = (date(2026, 9, 2), date(2026, 10, 23))
 WINTER = (date(2026, 11, 2), date(2026, 12, 18))
@@ -92,3 +95,20 @@ def test_without_any_terms_every_working_day_counts() -> None:
 def test_working_days(start: str, days: int, expected: str) -> None:
     got = add_working_days(datetime.fromisoformat(start), days, timezone="Europe/London")
     assert got == datetime.fromisoformat(expected).astimezone(UTC)
+
+
+def test_the_metric_says_how_many_days_ahead_each_areas_terms_are_known() -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock(datetime(2026, 12, 1, 10, tzinfo=UTC))
+    register_calendar(registry, CALENDAR, clock)
+    name = "safeguard_risk_school_calendar_known_days"
+    assert (
+        registry.get_sample_value(name, {"area": "default"})
+        == (date(2027, 2, 12) - date(2026, 12, 1)).days
+    )
+    assert registry.get_sample_value(name, {"area": "south"}) == 17.0
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    assert registry.get_sample_value(name, {"area": "south"}) == -14.0  # past: fires
+    empty = CollectorRegistry()
+    register_calendar(empty, SchoolCalendar({}), clock)
+    assert empty.get_sample_value(name, {"area": "default"}) == 0.0  # nothing known
