@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from devtools.stack import DEFAULT_POLICY
+from schemas.alerts import Rule
 from services.cli.main import app
+from services.cli.policies import Checked, check_policy, rule_routes
 from tests.unit.test_backtest_scenarios import recorded
 
 runner = CliRunner()
@@ -168,3 +170,17 @@ def test_backtest_of_a_missing_file_fails(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "cannot read" in result.stderr
+
+
+def test_every_rule_has_its_routes_and_a_refusal_reaches_the_strategic_lead_at_once() -> None:
+    checked = check_policy(DEFAULT_POLICY)
+    assert isinstance(checked, Checked)
+    found = rule_routes(checked)
+    assert {r.rule for r in found} == {rule.value for rule in Rule}
+    refused = [r for r in found if r.rule == Rule.CUSTODY_ACCOMMODATION_REFUSED]
+    assert [(r.severity.value, r.start_level) for r in refused] == [("critical", 3)]
+    assert "strategic-lead" in refused[0].recipients
+    welfare = next(r for r in found if r.rule == Rule.WELFARE_CHECK)
+    assert (welfare.start_level, welfare.recipients) == (1, ("duty-desk",))
+    custody = {r.severity.value for r in found if r.rule == Rule.CHILD_IN_CUSTODY}
+    assert custody == {"high", "critical"}
