@@ -58,8 +58,16 @@ class RiskMetrics:
         )
         self.open_obligations = Gauge(
             "safeguard_risk_open_obligations",
-            "Obligations whose deadline is still being watched, by rule (this worker).",
-            ["rule"],
+            "Obligations whose deadline is still being watched, by rule and area "
+            "(area=none: without one; this worker).",
+            ["rule", "area"],
+            registry=registry,
+        )
+        self.overdue = Gauge(
+            "safeguard_risk_overdue_obligations",
+            "Obligations past their deadline with nothing to meet them yet (alert raised, "
+            "not resolved), by rule and area (this worker): the backlog a unit carries.",
+            ["rule", "area"],
             registry=registry,
         )
         self.breaches = Counter(

@@ -23,6 +23,7 @@ class Seen(NamedTuple):
     rule: str
     fulfilled: bool
     raised: bool
+    area: str | None
     # What an `updated` record reports: the deadline and a custody's transfer.
     due_at: datetime
     transfer: tuple[datetime | None, datetime | None]
@@ -35,6 +36,7 @@ def snapshot(state: SubjectState) -> dict[str, Seen]:
             o.rule,
             o.fulfilled_at is not None,
             o.raised,
+            o.area,
             o.due_at,
             (o.transfer_requested_at, o.transfer_refused_at),
         )

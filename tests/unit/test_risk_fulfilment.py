@@ -136,3 +136,31 @@ def test_outcomes_resolutions_and_child_views_carry_it_as_the_contract_says() ->
     ]
     assert {e.area for e in view.recent_events} == {"north"}
     assert all(o.area == "north" for o in view.obligations)
+
+
+def test_open_and_overdue_obligations_are_gauged_by_rule_and_area() -> None:
+    pipeline = Pipeline(FakeClock(T0))
+    report = {
+        "incident_id": "INC-9",
+        "category": "neglect",
+        "children": [{"child_id": "C-9", "present": False, "age": 9}],
+    }
+
+    def gauge(name: str, rule: str, area: str) -> float:
+        return pipeline.metric(pipeline.risk_registry, name, rule=rule, area=area)
+
+    asyncio.run(pipeline.send(envelope("incident.reported", report, T0, area="south")))
+    assert gauge("safeguard_risk_open_obligations", "social-care-referral", "south") == 1
+    assert gauge("safeguard_risk_overdue_obligations", "social-care-referral", "south") == 0
+    asyncio.run(pipeline.advance(27 * H))
+    assert gauge("safeguard_risk_open_obligations", "social-care-referral", "south") == 0
+    assert gauge("safeguard_risk_overdue_obligations", "social-care-referral", "south") == 1
+    shared = {
+        "referral_id": "R-9",
+        "child_id": "C-9",
+        "agency": "mash",
+        "incident_id": "INC-9",
+        "contents": ["incident_details", "risk_assessment"],
+    }
+    asyncio.run(pipeline.send(envelope("referral.shared", shared, T0 + 26 * H, area="south")))
+    assert gauge("safeguard_risk_overdue_obligations", "social-care-referral", "south") == 0
