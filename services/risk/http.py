@@ -3,8 +3,8 @@
 It reads through a narrow read model (a function from child id to state), so the page
 does not depend on the app that wires it. Every view served is first recorded on the
 audit topic (who looked at which child, when); a view that cannot be recorded is not
-served. A token scoped to areas sees a child only when one of the child's obligations is
-in its areas, or none has an area.
+served. A token scoped to areas sees a child only when one of the child's obligations or
+events is in its areas, or none has an area (state written before events carried one).
 """
 
 from __future__ import annotations
