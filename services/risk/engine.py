@@ -233,6 +233,7 @@ def _record_referral(
     referral.parts.sort(key=lambda p: p.at)
     if isinstance(event, ReferralSharedEvent):
         referral.at = event.time
+        referral.sent = part.contents
         referral.incident = event.data.incident_id
         referral.area = data.area
         referral.ref = rules.ref(event)
@@ -509,8 +510,7 @@ def _incomplete_referrals(state: SubjectState, policy: RiskPolicy) -> list[Patte
             continue
         incident = state.incidents.get(referral.incident or "")
         required = incomplete.required(incident.category if incident else None)
-        sent = next((p for p in referral.parts if p.at == referral.at), None)
-        held = set(sent.contents) if sent is not None else set()
+        held = set(referral.sent or [])
         missing = sorted(c.value for c in required if c.value not in held)
         if not missing:
             continue

@@ -115,11 +115,13 @@ class Supplement(msgspec.Struct, frozen=True, omit_defaults=True):
 class Referral(msgspec.Struct, omit_defaults=True):
     """A referral to children's social care or the MASH: its contents and supplements.
 
-    `at` is None while only supplements naming it are known. `alerted`: its
-    `referral-incomplete` alert was raised.
+    `at` is None while only supplements naming it are known; `sent` is what the referral
+    itself held, `parts` that and every supplement. `alerted`: its `referral-incomplete`
+    alert was raised.
     """
 
     at: datetime | None = None
+    sent: list[str] | None = None
     incident: str | None = None
     area: str | None = None
     ref: Ref | None = None

@@ -547,3 +547,20 @@ def test_pattern_and_risk_level_alerts_carry_the_area_of_their_events() -> None:
     alerts = raised(child.effects)
     assert {(a.rule, a.area) for a in alerts} >= {("repeat-missing", "south")}
     assert all(a.area == "south" for a in alerts)
+
+
+def test_a_referral_is_judged_on_what_it_held_itself_whatever_arrived_first() -> None:
+    child = Subject()
+    child.feed(supplement(T0 + H, "R-Y", ["risk_assessment"]), T0 + 2 * H)
+    shared = event(
+        "referral.shared",
+        {
+            "referral_id": "R-Y",
+            "child_id": "C-1",
+            "agency": "childrens_social_care",
+            "contents": ["incident_details"],
+        },
+        T0 + H,
+    )
+    child.feed(shared, T0 + 2 * H)
+    assert child.rules() == ["referral-incomplete"]
