@@ -58,7 +58,7 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$"
 """Opaque pseudonymous reference from a source system (child, offender, incident...)."""
 
 AreaCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
-"""Policing area code, used to route notifications."""
+"""Area code (a policing area): who may see and act on what concerns it, and its routing."""
 
 # The RFC 3986 URI-reference character set (unreserved, reserved and '%'): anything
 # else, whitespace and control characters included, cannot appear in a URI-reference.
@@ -120,6 +120,12 @@ class EventType(StrEnum):
     FORENSIC_EXAMINATION_COMPLETED = "forensic.examination_completed"
     CUSTODY_CHILD_DETAINED = "custody.child_detained"
     CUSTODY_CHILD_RELEASED = "custody.child_released"
+    REFERRAL_SUPPLEMENTED = "referral.supplemented"
+    REFERRAL_DECIDED = "referral.decided"
+    CHILD_MISSING_REGRADED = "child.missing_regraded"
+    RETURN_INTERVIEW_SHARED = "return_interview.shared"
+    CUSTODY_ACCOMMODATION_REQUESTED = "custody.accommodation_requested"
+    CUSTODY_ACCOMMODATION_REFUSED = "custody.accommodation_refused"
 
 
 class AlertType(StrEnum):

@@ -35,6 +35,7 @@ class Raised(msgspec.Struct, kw_only=True, omit_defaults=True):
     due_at: datetime | None = None
     raised_at: datetime
     summary: str
+    start_level: int | None = None
 
     @property
     def subject_id(self) -> str:
@@ -51,6 +52,8 @@ class Resolved(msgspec.Struct, kw_only=True, omit_defaults=True):
     fulfilled_at: datetime
     late_by_seconds: int
     fulfilment: Ref
+    recorded_at: datetime | None = None
+    recorded_late_by_seconds: int | None = None
 
 
 class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -67,6 +70,10 @@ class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
     due_at: datetime
     fulfilled_at: datetime | None = None
     late_by_seconds: float | None = None
+    recorded_at: datetime | None = None
+    recorded_late_by_seconds: float | None = None
+    transfer_requested_at: datetime | None = None
+    transfer_refused_at: datetime | None = None
     at: datetime
 
 
