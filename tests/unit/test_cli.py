@@ -78,7 +78,8 @@ def test_policy_routes_lists_each_level_with_an_area_override(tmp_path: Path) ->
     )
     result = runner.invoke(app, ["policy", "routes", str(path), "--output", "json"])
     assert result.exit_code == 0, result.output
-    routes = json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    routes = document["ladders"]
     critical = [r for r in routes if r["area"] is None and r["severity"] == "critical"]
     assert [(r["level"], r["after_seconds"], r["route"]) for r in critical] == [
         (1, 0, "duty-manager"),
@@ -95,6 +96,15 @@ def test_policy_routes_lists_each_level_with_an_area_override(tmp_path: Path) ->
     ]
     # Every severity in every area (default and north): 3 + 3 + 2 levels each.
     assert len(routes) == 16
+    # Per rule: who its raise reaches at once; a refusal of accommodation from level 3.
+    refused = [
+        r
+        for r in document["rules"]
+        if r["rule"] == "custody-accommodation-refused" and r["area"] is None
+    ]
+    assert [(r["start_level"], r["recipients"]) for r in refused] == [
+        (3, ["duty-desk", "senior-managers", "strategic-lead"])
+    ]
 
 
 def test_policy_routes_table() -> None:
