@@ -38,6 +38,7 @@ AUDIT_SOURCES = {
     "ingest": "urn:safeguard:ingest",
     "risk": "urn:safeguard:risk",
     "notify": "urn:safeguard:notify",
+    "desk": "urn:safeguard:desk",
 }
 
 ActorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
@@ -55,6 +56,8 @@ class AuditAction(StrEnum):
     ALERT_RESOLVED = "alert.resolved"  # `alert_id` (alteration)
     ALERT_NOTED = "alert.noted"  # `alert_id`: a note was added (its text is not here)
     REPORT_VIEWED = "report.viewed"  # nothing more: aggregate figures, no one's record
+    AUDIT_SEARCHED = "audit.searched"  # what was searched for: a child, an alert, a
+    # principal (`principal`), or nothing more for a search of the report's readers
 
 
 _REQUIRED: dict[AuditAction, str | None] = {
@@ -67,12 +70,16 @@ _REQUIRED: dict[AuditAction, str | None] = {
     AuditAction.ALERT_NOTED: "alert_id",
     AuditAction.REPORT_VIEWED: None,
 }
+# A search names what it looked for: one of these, or none (who viewed reports).
+_SEARCHED = ("child_id", "alert_id", "principal")
 
 
 class AuditRecord(ContractModel):
     """One audited action: ids, the action, the token's name and the time; nothing else.
 
-    Exactly the id field the action names is set (none for `alerts.listed` and `report.viewed`).
+    Exactly the id field the action names is set (none for `alerts.listed` and
+    `report.viewed`); an `audit.searched` names at most one of `child_id`, `alert_id` and
+    `principal` (the token name whose actions were searched).
     """
 
     action: AuditAction
@@ -81,20 +88,26 @@ class AuditRecord(ContractModel):
     event: EventRef | None = None
     child_id: Identifier | None = None
     alert_id: Identifier | None = None
+    principal: ActorName | None = None
 
     @model_validator(mode="after")
     def _the_named_id(self) -> Self:
-        wanted = _REQUIRED[self.action]
         present = [
             name
             for name, value in (
                 ("event", self.event),
                 ("child_id", self.child_id),
                 ("alert_id", self.alert_id),
+                ("principal", self.principal),
             )
             if value is not None
         ]
-        if present != ([] if wanted is None else [wanted]):
+        if self.action is AuditAction.AUDIT_SEARCHED:
+            allowed = len(present) <= 1 and set(present) <= set(_SEARCHED)
+        else:
+            wanted = _REQUIRED[self.action]
+            allowed = present == ([] if wanted is None else [wanted])
+        if not allowed:
             raise PydanticCustomError(
                 "audit_target",
                 "exactly the id field the action names must be set",
@@ -106,6 +119,8 @@ class AuditRecord(ContractModel):
         """The id of the thing acted on (empty for a list): the Kafka key of the record."""
         if self.event is not None:
             return f"{self.event.source}|{self.event.id}"
+        if self.principal is not None:
+            return f"principal:{self.principal}"
         return self.child_id or self.alert_id or ""
 
 

@@ -5,6 +5,7 @@
     safeguard alerts ls|show|ack|resolve the notify service's alert API
     safeguard backtest --events --policy replay recorded events under a candidate policy
     safeguard export --since --bootstrap the events topic as JSON lines for the backtest
+    safeguard db upgrade|status          the desk's database schema
 
 Shell completion: `safeguard --install-completion`. Exit codes: 0 done, 1 the input or the
 API said no (the message says why), 2 a usage error.
@@ -25,6 +26,7 @@ import typer
 
 from services.cli.api import AlertApi, ApiError
 from services.cli.backtest import BadArrival, Result, backtest
+from services.cli.database import db_app
 from services.cli.export import ExportError, export
 from services.cli.policies import Checked, check_policy, routes
 from services.cli.report import report_app
@@ -41,6 +43,7 @@ alerts_app = typer.Typer(help="List, read, acknowledge and resolve alerts.", no_
 app.add_typer(policy_app, name="policy")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/report.py
+app.add_typer(db_app, name="db")  # `db upgrade`, `db status`: services/cli/database.py
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 

@@ -94,6 +94,7 @@ _VERB = {
     Role.READ: "read alerts or children",
     Role.ACKNOWLEDGE: "acknowledge alerts",
     Role.RESOLVE: "resolve alerts",
+    Role.AUDIT: "search the audit trail",
 }
 
 _AUDITED = {

@@ -35,7 +35,7 @@ AUDIT_TOPIC = "safeguarding.audit.v1"
 #: How long a page waits for the broker to take its audit record before answering 503.
 AUDIT_TIMEOUT_SECONDS = 10.0
 
-Service = Literal["ingest", "risk", "notify"]
+Service = Literal["ingest", "risk", "notify", "desk"]
 Record = tuple[bytes, bytes]
 
 # schemas.envelope.Identifier: what a child or alert id can be. A path segment that is
@@ -61,6 +61,7 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
     event: EventRef | None = None,
     child_id: str | None = None,
     alert_id: str | None = None,
+    searched_principal: str | None = None,
 ) -> Record:
     """Return one audit record as Kafka `(key, value)`: key the thing acted on."""
     record = AuditRecord(
@@ -70,6 +71,7 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
         event=event,
         child_id=child_id,
         alert_id=alert_id,
+        principal=searched_principal,
     )
     wrapped: AuditEvent = audit_event(record, record_id=uuid.uuid4().hex, service=service)
     return record.target.encode(), wrapped.to_json()
