@@ -5,10 +5,11 @@ Two inputs reach the projector in no particular order relative to each other: ri
 (notify's `alert.closed`, and the closure in an alert's view). `merge` is a join
 (commutative, associative, idempotent): flags are OR-ed, the fulfilment and the closure
 keep the earliest time (a closure's reason breaks a tie), the description (rule, area,
-due time, ...) comes from the outcome record risk wrote last. So a replay, a duplicate
-or another order gives the same row. The projector merges a batch's records per
-obligation here, then the database merges that with the stored row by the same rules
-(`services.desk.projection`); a test holds the two to each other.
+due time, ...) comes from the outcome record risk wrote last (what it says breaks a
+tie). So a replay, a duplicate or another order gives the same row. The projector
+merges a batch's records per obligation here, then the database merges that with the
+stored row by the same rules (`services.desk.projection`); a test holds the two to each
+other.
 """
 
 from __future__ import annotations
@@ -86,11 +87,24 @@ def from_closure(obligation_id: str, closed_at: datetime, reason: object) -> Obl
     )
 
 
+def _description(facts: ObligationFacts) -> tuple[object, ...]:
+    # The latest record wins; two written at the same moment are ordered by what they
+    # say, so the winner never depends on the order they arrive in.
+    return (
+        facts.described_at,
+        facts.due_at,
+        facts.triggered_at,
+        facts.area or "",
+        facts.rule or "",
+        facts.severity or "",
+    )
+
+
 def merge(old: ObligationFacts, new: ObligationFacts) -> ObligationFacts:
     """Return the join of two sets of facts about one obligation."""
     merged = old
     newer = new.described_at is not None and (
-        old.described_at is None or new.described_at > old.described_at
+        old.described_at is None or _description(new) > _description(old)
     )
     if newer:
         merged = replace(

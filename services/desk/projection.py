@@ -93,9 +93,13 @@ def _facts_row(facts: ObligationFacts) -> dict[str, Any]:
 
 # The merge of services.desk.merge, in SQL: `obligations` the stored row, `excluded`
 # the new facts.
+_DESCRIPTION = (
+    "({t}.described_at, {t}.due_at, {t}.triggered_at, COALESCE({t}.area, '') COLLATE \"C\", "
+    "COALESCE({t}.rule, '') COLLATE \"C\", COALESCE({t}.severity, '') COLLATE \"C\")"
+)
 _NEWER = (
-    "excluded.described_at IS NOT NULL AND "
-    "(obligations.described_at IS NULL OR excluded.described_at > obligations.described_at)"
+    "excluded.described_at IS NOT NULL AND (obligations.described_at IS NULL OR "
+    f"{_DESCRIPTION.format(t='excluded')} > {_DESCRIPTION.format(t='obligations')})"
 )
 # Reason codes compare byte-wise (COLLATE "C"), as Python compares them.
 _EARLIER_CLOSURE = (

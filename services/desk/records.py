@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from schemas.audit import AuditEvent
+from schemas.errors import InvalidEvent, MalformedJSON
 from schemas.notifications import AlertClosedEvent, parse_notification
 from schemas.outcomes import OutcomeEvent
 from schemas.views import AlertView, AlertViewEvent, ChildViewEvent
@@ -179,10 +180,10 @@ def decode(kind: Kind, value: bytes | None) -> list[Change] | Skipped:  # noqa: 
 def _notification(value: bytes) -> list[Change] | Skipped:
     try:
         event = parse_notification(value)
-    except ValueError as error:
-        return Skipped(
-            "invalid_json" if type(error).__name__ == "MalformedJSON" else "invalid_record"
-        )
+    except MalformedJSON:
+        return Skipped("invalid_json")
+    except InvalidEvent:
+        return Skipped("invalid_record")
     data = event.data
     row = EventRow(
         event_id=event.id,
