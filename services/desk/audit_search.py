@@ -96,7 +96,8 @@ def _about(query: Any) -> tuple[str, str | None]:  # noqa: ANN401 - aiohttp's Mu
 def parse(query: Any, now: datetime) -> AuditQuery:  # noqa: ANN401 - aiohttp's MultiDict
     """Return the search a query string asks for, or raise InvalidQuery naming the problem."""
     kind, value = _about(query)
-    end = _moment(query.get("to"), "to") or now
+    # By default up to now, the records of this very second included.
+    end = _moment(query.get("to"), "to") or now + timedelta(seconds=1)
     start = _moment(query.get("from"), "from") or end - timedelta(days=DEFAULT_DAYS)
     if start >= end:
         raise InvalidQuery("from must be before to")
