@@ -170,7 +170,10 @@ class DevPostgres:
         raise PostgresStartError(f"postgres did not answer within {timeout}s: {last!r}")
 
     def stop(self) -> None:
-        """Stop the server at once (fast shutdown: connections are cut, data kept)."""
+        """Stop the server at once (fast shutdown: connections are cut, data kept).
+
+        `start()` brings it back on the same port with the same data.
+        """
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGINT)
@@ -180,6 +183,10 @@ class DevPostgres:
                     self.process.kill()
                     self.process.wait()
             self.process = None
+
+    def close(self) -> None:
+        """Stop the server for good; its data goes too when `remove_on_stop`."""
+        self.stop()
         if self.remove_on_stop:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -200,7 +207,7 @@ class DevPostgres:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
 
 def _quoted(name: str) -> str:

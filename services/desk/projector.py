@@ -80,6 +80,12 @@ class Projector:
         self.positions: dict[TopicPartition, int] = {}
         self.last_heartbeat = 0.0
         self.running = False
+        # A batch is written, and partitions are (re)assigned and sought, one at a time.
+        # Each assignment or revocation starts a new generation: a batch fetched in an
+        # older one is dropped unwritten (its partitions were sought to the database's
+        # offsets meanwhile, so the same records come again), never written twice.
+        self.lock = asyncio.Lock()
+        self.generation = 0
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -116,12 +122,13 @@ class Projector:
         await consumer.start()
         try:
             while True:
+                generation = self.generation
                 batches = await consumer.getmany(
                     timeout_ms=int(self.config.poll_timeout_seconds * 1000),
                     max_records=self.config.max_records,
                 )
                 if batches:
-                    await self._apply(consumer, batches)
+                    await self._apply(consumer, batches, generation)
                 await self._heartbeat(consumer)
         finally:
             self.consumer = None
@@ -132,11 +139,11 @@ class Projector:
 
     def _decode(
         self, batches: dict[TopicPartition, list[Any]]
-    ) -> tuple[Batch, dict[Partition, int], dict[Kind, int]]:
-        """Return a batch's changes, the next offset per partition and the count per topic."""
+    ) -> tuple[Batch, dict[Partition, int], dict[Partition, int]]:
+        """Return a batch's changes, and the next offset and record count per partition."""
         batch = Batch()
         offsets: dict[Partition, int] = {}
-        counted: dict[Kind, int] = {}
+        counted: dict[Partition, int] = {}
         for tp, records in batches.items():
             kind = self.kinds[tp.topic]
             for record in records:
@@ -153,37 +160,45 @@ class Projector:
                 else:
                     for change in changes:
                         batch.add(change)
-                counted[kind] = counted.get(kind, 0) + 1
+                counted[tp.topic, tp.partition] = counted.get((tp.topic, tp.partition), 0) + 1
             if records:
                 offsets[tp.topic, tp.partition] = records[-1].offset + 1
         return batch, offsets, counted
 
     async def _apply(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]], generation: int
     ) -> None:
-        batch, offsets, counted = self._decode(batches)
         backoff = Backoff(self.config.retry_initial_seconds, self.config.retry_max_seconds)
         while True:
-            # A partition taken away meanwhile is not written: its new owner reads it again.
-            owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-            kept = {p: o for p, o in offsets.items() if p in owned}
-            if not kept:
-                return
-            caught_up = {p for p, offset in kept.items() if offset >= (self._end(consumer, p) or 0)}
-            started = time.monotonic()
-            try:
-                async with self.database.write() as connection:
-                    await write_batch(connection, batch, kept, caught_up, self.clock.now())
-            except DatabaseUnavailable:
-                self.metrics.retries.labels(cause="database").inc()
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            self.metrics.batch_seconds.observe(time.monotonic() - started)
-            break
-        for (topic, partition), offset in kept.items():
-            self.positions[TopicPartition(topic, partition)] = offset
-        for kind, count in counted.items():
-            self.metrics.records.labels(topic=kind.value).inc(count)
+            async with self.lock:
+                if self.generation != generation:
+                    return  # reassigned meanwhile: these records are read again
+                # Records below what the database holds (a fetch made before a seek) are
+                # already written: never again.
+                fresh = {
+                    tp: [r for r in records if r.offset >= self.positions.get(tp, 0)]
+                    for tp, records in batches.items()
+                }
+                batch, offsets, counted = self._decode({tp: r for tp, r in fresh.items() if r})
+                if not offsets:
+                    return
+                started = time.monotonic()
+                caught_up = {
+                    p for p, offset in offsets.items() if offset >= (self._end(consumer, p) or 0)
+                }
+                try:
+                    async with self.database.write() as connection:
+                        await write_batch(connection, batch, offsets, caught_up, self.clock.now())
+                except DatabaseUnavailable:
+                    self.metrics.retries.labels(cause="database").inc()
+                else:
+                    self.metrics.batch_seconds.observe(time.monotonic() - started)
+                    for (topic, partition), offset in offsets.items():
+                        self.positions[TopicPartition(topic, partition)] = offset
+                    break
+            await asyncio.sleep(backoff.next_delay())
+        for (topic, _partition), count in counted.items():
+            self.metrics.records.labels(topic=self.kinds[topic].value).inc(count)
         self._lag(consumer)
 
     def _end(self, consumer: AIOKafkaConsumer, partition: Partition) -> int | None:
@@ -227,7 +242,16 @@ class Projector:
         self, consumer: AIOKafkaConsumer, assigned: Iterable[TopicPartition]
     ) -> None:
         """Seek each newly assigned partition to the database's offset (or the start)."""
-        partitions = list(assigned)
+        async with self.lock:
+            self.generation += 1
+            await self._seek(consumer, list(assigned))
+
+    async def revoked_partitions(self) -> None:
+        """Drop any batch in hand (after a write in progress ends)."""
+        async with self.lock:
+            self.generation += 1
+
+    async def _seek(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         self.positions = {tp: o for tp, o in self.positions.items() if tp in consumer.assignment()}
         backoff = Backoff(self.config.retry_initial_seconds, self.config.retry_max_seconds)
         while True:
@@ -259,6 +283,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.projector.revoked_partitions()
         log.info("projector_revoked", partitions=len(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
