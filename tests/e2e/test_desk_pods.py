@@ -60,7 +60,7 @@ class Pods:
     pods: list[DeskProcess]
     folder: Path
 
-    def settings(self, **overrides: object):  # noqa: ANN201 - DeskSettings
+    def settings(self, **overrides: object):
         return desk_settings(
             database_url=self.database_url,
             bootstrap=self.bootstrap,
