@@ -67,7 +67,8 @@ QUEUE_STATUSES = {
 }
 REPORT_PATH = "/console/reports/timeliness"
 REPORT_STYLESHEET = "/console/reports/static/report.css"
-SESSION_KEY = "desk_session"
+SESSION_KEY: web.RequestKey[Session | None] = web.RequestKey("desk_session")
+STALE_KEY: web.RequestKey[str | None] = web.RequestKey("desk_stale")
 DONE = {
     "acknowledged": "Acknowledged.",
     "resolved": "Resolved.",
@@ -119,7 +120,7 @@ def set_cookie(response: web.Response, name: str, value: str) -> None:
 
 def base(request: web.Request, session: Session | None, **context: Any) -> dict[str, Any]:  # noqa: ANN401
     """Return what every page's layout needs."""
-    return {"session": session, "Role": Role, "stale": request.get("stale"), **context}
+    return {"session": session, "Role": Role, "stale": request.get(STALE_KEY), **context}
 
 
 async def problem_page(request: web.Request, error: DeskError) -> web.StreamResponse:
@@ -147,7 +148,7 @@ async def signed_in(request: web.Request, role: Role = Role.READ) -> Session:
         raise web.HTTPSeeOther("/console/sign-in", headers=HEADERS)
     if not session.principal.has(role):
         raise Forbidden(f"Your token may not do this ({role.value}).")
-    request["stale"] = await request.app[DESK_KEY].staleness()
+    request[STALE_KEY] = await request.app[DESK_KEY].staleness()
     return session
 
 
@@ -360,7 +361,7 @@ async def queue_live(request: web.Request) -> web.Response:
     session = await current(request)
     if session is None:
         return web.Response(text="signed out", status=401, headers=HEADERS)
-    request["stale"] = await request.app[DESK_KEY].staleness()
+    request[STALE_KEY] = await request.app[DESK_KEY].staleness()
     context = await queue_context(request, session)
     return page(render("queue_live.html", **base(request, session, **context)))
 
@@ -518,7 +519,7 @@ async def report_page(request: web.Request) -> web.Response:
         action=REPORT_PATH,
         csv_href=f"{REPORT_PATH}?{urlencode({**given, 'format': 'csv'})}",
         stylesheet=REPORT_STYLESHEET,
-        extra={"Role": Role, "stale": request.get("stale")},
+        extra={"Role": Role, "stale": request.get(STALE_KEY)},
     )
     return page(html)
 
