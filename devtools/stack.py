@@ -161,7 +161,8 @@ class DevStack:
             env[f"{p}WEBHOOK_SECRETS__DUTY_DESK"] = DEV_WEBHOOK_SECRET
             # The console's child page reads risk's child view; its links point here.
             env[f"{p}RISK_URL"] = self.url("risk")
-            env[f"{p}PUBLIC_URL"] = self.url("notify")
+            # Links in messages open the console: the desk's when there is one.
+            env[f"{p}PUBLIC_URL"] = self.url("desk" if self.desk_ports else "notify")
             if self.group_window_seconds is not None:
                 env[f"{p}GROUP_WINDOW_SECONDS"] = str(self.group_window_seconds)
             if self.smtp_port is not None:
