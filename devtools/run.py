@@ -23,8 +23,8 @@ from devtools.broker import DevBroker, create_topics, wait_until_answers
 from devtools.postgres import DevPostgres
 from devtools.stack import DEV_TOKEN, DevStack
 from services.common.logging import configure_logging
-from services.desk import migrate
 from services.common.processes import spawn, stop
+from services.desk import migrate
 
 
 class DevSettings(BaseSettings):
@@ -98,6 +98,7 @@ def main() -> None:
             desk_ports=[settings.desk_port],
             database_url=database_url,
         )
+        where = "DESK_DATABASE_URL" if postgres is None else postgres.dsn("safeguard")
         try:
             create_topics(bootstrap, stack.topic_names())
             stack.start()
@@ -110,7 +111,7 @@ def main() -> None:
                 f"  inbox   http://127.0.0.1:{settings.inbox_port} and smtp port "
                 f"{settings.inbox_smtp_port}   (prints webhook and email deliveries)\n"
                 f"  broker  {bootstrap}\n"
-                f"  desk db {'DESK_DATABASE_URL' if postgres is None else postgres.dsn('safeguard')}\n"
+                f"  desk db {where}\n"
                 f"  token   Authorization: Bearer {DEV_TOKEN}\n",
                 flush=True,
             )
