@@ -17,9 +17,11 @@ the batch in hand is written once the database is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -55,6 +57,15 @@ class Backoff:
     def reset(self) -> None:
         """Start again from the initial delay."""
         self.attempt = 0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded batch, ready to write: its rows, next offsets and counts per partition."""
+
+    batch: Batch
+    offsets: dict[Partition, int]
+    counted: dict[Partition, int]
 
 
 class Projector:
@@ -119,33 +130,48 @@ class Projector:
         )
         consumer.subscribe(list(self.kinds), listener=_Listener(self, consumer))
         self.consumer = consumer
-        await consumer.start()
+        # One batch is written while the next is fetched and decoded: the database and
+        # this process work at the same time, in order (one write at a time).
+        writing: asyncio.Task[None] | None = None
         try:
+            await consumer.start()
             while True:
                 generation = self.generation
                 batches = await consumer.getmany(
                     timeout_ms=int(self.config.poll_timeout_seconds * 1000),
                     max_records=self.config.max_records,
                 )
-                if batches:
-                    await self._apply(consumer, batches, generation)
+                prepared = self._decode(batches) if batches else None
+                if writing is not None:
+                    await writing
+                    writing = None
+                if prepared is not None:
+                    writing = asyncio.create_task(self._apply(consumer, prepared, generation))
                 await self._heartbeat(consumer)
         finally:
+            if writing is not None:
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
             self.consumer = None
             self.positions = {}
             await consumer.stop()
 
     # -- one batch ---------------------------------------------------------------------
 
-    def _decode(
-        self, batches: dict[TopicPartition, list[Any]]
-    ) -> tuple[Batch, dict[Partition, int], dict[Partition, int]]:
-        """Return a batch's changes, and the next offset and record count per partition."""
+    def _decode(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
+        """Return a batch's changes, and the next offset and record count per partition.
+
+        Records below what the database holds (fetched before a seek to its offsets) are
+        written already: left out. A batch of the current generation only ever follows
+        the one being written, so the positions lagging by that one do not matter.
+        """
         batch = Batch()
         offsets: dict[Partition, int] = {}
         counted: dict[Partition, int] = {}
-        for tp, records in batches.items():
+        for tp, fetched in batches.items():
             kind = self.kinds[tp.topic]
+            records = [r for r in fetched if r.offset >= self.positions.get(tp, 0)]
             for record in records:
                 changes = decode(kind, record.value)
                 if isinstance(changes, Skipped):
@@ -163,25 +189,17 @@ class Projector:
                 counted[tp.topic, tp.partition] = counted.get((tp.topic, tp.partition), 0) + 1
             if records:
                 offsets[tp.topic, tp.partition] = records[-1].offset + 1
-        return batch, offsets, counted
+        return Prepared(batch, offsets, counted)
 
-    async def _apply(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]], generation: int
-    ) -> None:
+    async def _apply(self, consumer: AIOKafkaConsumer, prepared: Prepared, generation: int) -> None:
+        batch, offsets, counted = prepared.batch, prepared.offsets, prepared.counted
+        if not offsets:
+            return
         backoff = Backoff(self.config.retry_initial_seconds, self.config.retry_max_seconds)
         while True:
             async with self.lock:
                 if self.generation != generation:
                     return  # reassigned meanwhile: these records are read again
-                # Records below what the database holds (a fetch made before a seek) are
-                # already written: never again.
-                fresh = {
-                    tp: [r for r in records if r.offset >= self.positions.get(tp, 0)]
-                    for tp, records in batches.items()
-                }
-                batch, offsets, counted = self._decode({tp: r for tp, r in fresh.items() if r})
-                if not offsets:
-                    return
                 started = time.monotonic()
                 caught_up = {
                     p for p, offset in offsets.items() if offset >= (self._end(consumer, p) or 0)

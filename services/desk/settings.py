@@ -34,7 +34,7 @@ class ProjectorSettings(BaseModel):
 
     enabled: bool = True
     group_id: str = "safeguard-desk"
-    max_records: int = Field(default=500, ge=1, description="records written per transaction")
+    max_records: int = Field(default=1000, ge=1, description="records written per transaction")
     poll_timeout_seconds: float = Field(default=0.5, gt=0)
     retry_initial_seconds: float = Field(default=0.5, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
