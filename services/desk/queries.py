@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.auth import Principal
 from services.desk.errors import InvalidQuery
+from services.desk.records import SEVERITY_RANK
 from services.desk.schema import alerts, children, projector_offsets
 
 MAX_PAGE = 500
@@ -54,7 +55,8 @@ class AlertFilter:
         if self.rule is not None:
             conditions.append(alerts.c.rule == self.rule)
         if self.severity is not None:
-            conditions.append(alerts.c.severity == self.severity)
+            # By rank: the queue's index is ordered by it, so one severity is one range.
+            conditions.append(alerts.c.severity_rank == SEVERITY_RANK.get(self.severity, -1))
         if self.area is not None:
             conditions.append(alerts.c.area == self.area)
         if self.areas is not None:
@@ -213,10 +215,12 @@ async def queue_page(
 async def severity_counts(connection: AsyncConnection, matches: AlertFilter) -> dict[str, int]:
     """Return how many alerts match, per severity, most severe first."""
     statement = (
-        select(alerts.c.severity, func.count()).where(*matches.where()).group_by(alerts.c.severity)
+        select(alerts.c.severity_rank, func.count())
+        .where(*matches.where())
+        .group_by(alerts.c.severity_rank)
     )
-    counts = {row[0]: int(row[1]) for row in await connection.execute(statement)}
-    return {severity: counts.get(severity, 0) for severity in SEVERITIES}
+    counts = {int(row[0]): int(row[1]) for row in await connection.execute(statement)}
+    return {severity: counts.get(SEVERITY_RANK[severity], 0) for severity in SEVERITIES}
 
 
 async def choices(connection: AsyncConnection, matches: AlertFilter) -> dict[str, list[str]]:

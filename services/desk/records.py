@@ -23,7 +23,8 @@ from schemas.views import AlertView, AlertViewEvent, ChildViewEvent
 from services.common.kafka import Topics
 from services.desk.merge import ObligationFacts, from_closure, from_outcome, merge
 
-_SEVERITY_RANK = {"medium": 0, "high": 1, "critical": 2}
+#: Severities in the order of the work queue (its index holds the rank).
+SEVERITY_RANK = {"medium": 0, "high": 1, "critical": 2}
 
 
 class Kind(StrEnum):
@@ -110,7 +111,7 @@ def alert_row(view: AlertView) -> AlertRow:
             "revision": view.revision,
             "status": view.status.value,
             "severity": alert.severity.value,
-            "severity_rank": _SEVERITY_RANK[alert.severity.value],
+            "severity_rank": SEVERITY_RANK[alert.severity.value],
             "rule": alert.rule,
             "area": alert.area,
             "subject_kind": alert.subject_kind.value,

@@ -53,12 +53,15 @@ alerts = Table(
     # The list: newest raise first, ties by id (keyset paging).
     Index("ix_alerts_list", text("raised_at DESC"), "alert_id"),
     # The work queue: open and acknowledged only, most severe, then most overdue.
+    # Area, status and rule ride along so the caller's areas, a status, the counts per
+    # severity and the filters' choices are answered from the index alone.
     Index(
         "ix_alerts_queue",
         text("severity_rank DESC"),
         "overdue_since",
         "alert_id",
         postgresql_where=text("status IN ('open', 'acknowledged')"),
+        postgresql_include=["area", "status", "rule"],
     ),
     Index("ix_alerts_subject", "subject_kind", "subject_id"),
 )

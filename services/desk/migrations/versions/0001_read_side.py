@@ -96,6 +96,7 @@ def upgrade() -> None:
         "alerts",
         [sa.text("severity_rank DESC"), "overdue_since", "alert_id"],
         postgresql_where=sa.text("status IN ('open', 'acknowledged')"),
+        postgresql_include=["area", "status", "rule"],
     )
     op.create_index("ix_alerts_subject", "alerts", ["subject_kind", "subject_id"])
     op.create_table(
