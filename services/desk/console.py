@@ -179,8 +179,11 @@ def add_routes(app: web.Application) -> None:
 
 
 async def root(request: web.Request) -> web.Response:
-    """`/console`: the queue when signed in, else the sign-in page."""
-    return redirect("/console/queue" if await current(request) else "/console/sign-in")
+    """Go to the queue (the audit search for an auditor only), or to sign in."""
+    session = await current(request)
+    if session is None:
+        return redirect("/console/sign-in")
+    return redirect("/console/queue" if session.principal.has(Role.READ) else "/console/audit")
 
 
 async def static(request: web.Request) -> web.Response:
