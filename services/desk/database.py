@@ -29,7 +29,6 @@ log = structlog.get_logger(__name__)
 
 # Failures of the connection or the server, not of the statement's own logic.
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, TimeoutError, OSError)
-_RETRIED_EXCEPTIONS = _UNAVAILABLE
 
 
 def driver_url(url: str) -> str:

@@ -33,7 +33,7 @@ from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
 from services.desk.metrics import DeskMetrics
 from services.desk.projection import Partition, mark_caught_up, read_offsets, write_batch
-from services.desk.records import Batch, Kind, Skipped, decode
+from services.desk.records import Batch, Change, Kind, Skipped, decode
 from services.desk.settings import DeskSettings
 
 log = structlog.get_logger(__name__)
@@ -60,12 +60,14 @@ class Backoff:
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """A decoded batch, ready to write: its rows, next offsets and counts per partition."""
+class Decoded:
+    """One record, decoded: its offset, and its changes or why it has none."""
 
-    batch: Batch
-    offsets: dict[Partition, int]
-    counted: dict[Partition, int]
+    offset: int
+    changes: list[Change] | Skipped
+
+
+Prepared = dict[TopicPartition, list[Decoded]]
 
 
 class Projector:
@@ -91,12 +93,10 @@ class Projector:
         self.positions: dict[TopicPartition, int] = {}
         self.last_heartbeat = 0.0
         self.running = False
-        # A batch is written, and partitions are (re)assigned and sought, one at a time.
-        # Each assignment or revocation starts a new generation: a batch fetched in an
-        # older one is dropped unwritten (its partitions were sought to the database's
-        # offsets meanwhile, so the same records come again), never written twice.
+        # A batch is written, and partitions are sought, one at a time. `positions` is the
+        # truth about what is written: a batch keeps only the records at or past it, for
+        # the partitions still assigned, whatever the consumer handed out around a seek.
         self.lock = asyncio.Lock()
-        self.generation = 0
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -136,7 +136,6 @@ class Projector:
         try:
             await consumer.start()
             while True:
-                generation = self.generation
                 batches = await consumer.getmany(
                     timeout_ms=int(self.config.poll_timeout_seconds * 1000),
                     max_records=self.config.max_records,
@@ -146,7 +145,7 @@ class Projector:
                     await writing
                     writing = None
                 if prepared is not None:
-                    writing = asyncio.create_task(self._apply(consumer, prepared, generation))
+                    writing = asyncio.create_task(self._apply(consumer, prepared))
                 await self._heartbeat(consumer)
         finally:
             if writing is not None:
@@ -160,46 +159,49 @@ class Projector:
     # -- one batch ---------------------------------------------------------------------
 
     def _decode(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
-        """Return a batch's changes, and the next offset and record count per partition.
+        """Decode a batch's records (the CPU-bound part, done while the last one is written)."""
+        return {
+            tp: [Decoded(r.offset, decode(self.kinds[tp.topic], r.value)) for r in records]
+            for tp, records in batches.items()
+        }
 
-        Records below what the database holds (fetched before a seek to its offsets) are
-        written already: left out. A batch of the current generation only ever follows
-        the one being written, so the positions lagging by that one do not matter.
+    def _select(
+        self, consumer: AIOKafkaConsumer, prepared: Prepared
+    ) -> tuple[Batch, dict[Partition, int], dict[TopicPartition, list[Decoded]]]:
+        """Return what to write now: rows, next offsets, and the records they come from.
+
+        Only partitions still assigned, and only records at or past the position (what
+        the database holds): a record fetched before a seek, or fetched again after one,
+        is not written twice. A batch is always contiguous with the position: the seek
+        (under the same lock) moves the consumer to the position, and a batch decoded
+        before it starts where the last write ended.
         """
+        owned = consumer.assignment()
         batch = Batch()
         offsets: dict[Partition, int] = {}
-        counted: dict[Partition, int] = {}
-        for tp, fetched in batches.items():
-            kind = self.kinds[tp.topic]
-            records = [r for r in fetched if r.offset >= self.positions.get(tp, 0)]
-            for record in records:
-                changes = decode(kind, record.value)
-                if isinstance(changes, Skipped):
-                    self.metrics.skipped.labels(topic=kind.value, reason=changes.reason).inc()
-                    log.warning(
-                        "projector_record_skipped",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=record.offset,
-                        reason=changes.reason,
-                    )
-                else:
-                    for change in changes:
+        taken: dict[TopicPartition, list[Decoded]] = {}
+        for tp, items in prepared.items():
+            start = self.positions.get(tp)
+            if tp not in owned or start is None:
+                continue
+            kept = [item for item in items if item.offset >= start]
+            if not kept:
+                continue
+            for item in kept:
+                if not isinstance(item.changes, Skipped):
+                    for change in item.changes:
                         batch.add(change)
-                counted[tp.topic, tp.partition] = counted.get((tp.topic, tp.partition), 0) + 1
-            if records:
-                offsets[tp.topic, tp.partition] = records[-1].offset + 1
-        return Prepared(batch, offsets, counted)
+            offsets[tp.topic, tp.partition] = kept[-1].offset + 1
+            taken[tp] = kept
+        return batch, offsets, taken
 
-    async def _apply(self, consumer: AIOKafkaConsumer, prepared: Prepared, generation: int) -> None:
-        batch, offsets, counted = prepared.batch, prepared.offsets, prepared.counted
-        if not offsets:
-            return
+    async def _apply(self, consumer: AIOKafkaConsumer, prepared: Prepared) -> None:
         backoff = Backoff(self.config.retry_initial_seconds, self.config.retry_max_seconds)
         while True:
             async with self.lock:
-                if self.generation != generation:
-                    return  # reassigned meanwhile: these records are read again
+                batch, offsets, taken = self._select(consumer, prepared)
+                if not offsets:
+                    return
                 started = time.monotonic()
                 caught_up = {
                     p for p, offset in offsets.items() if offset >= (self._end(consumer, p) or 0)
@@ -215,9 +217,25 @@ class Projector:
                         self.positions[TopicPartition(topic, partition)] = offset
                     break
             await asyncio.sleep(backoff.next_delay())
-        for (topic, _partition), count in counted.items():
-            self.metrics.records.labels(topic=self.kinds[topic].value).inc(count)
+        self._count(taken)
         self._lag(consumer)
+
+    def _count(self, taken: dict[TopicPartition, list[Decoded]]) -> None:
+        """Count the records written, and the skipped among them, with their reasons."""
+        for tp, items in taken.items():
+            kind = self.kinds[tp.topic]
+            self.metrics.records.labels(topic=kind.value).inc(len(items))
+            for item in items:
+                if isinstance(item.changes, Skipped):
+                    reason = item.changes.reason
+                    self.metrics.skipped.labels(topic=kind.value, reason=reason).inc()
+                    log.warning(
+                        "projector_record_skipped",
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=item.offset,
+                        reason=reason,
+                    )
 
     def _end(self, consumer: AIOKafkaConsumer, partition: Partition) -> int | None:
         end: int | None = consumer.highwater(TopicPartition(*partition))
@@ -261,16 +279,15 @@ class Projector:
     ) -> None:
         """Seek each newly assigned partition to the database's offset (or the start)."""
         async with self.lock:
-            self.generation += 1
             await self._seek(consumer, list(assigned))
 
-    async def revoked_partitions(self) -> None:
-        """Drop any batch in hand (after a write in progress ends)."""
+    async def revoked_partitions(self, revoked: Iterable[TopicPartition]) -> None:
+        """Forget revoked partitions (after a write in progress ends): nothing more of theirs."""
         async with self.lock:
-            self.generation += 1
+            for tp in revoked:
+                self.positions.pop(tp, None)
 
     async def _seek(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        self.positions = {tp: o for tp, o in self.positions.items() if tp in consumer.assignment()}
         backoff = Backoff(self.config.retry_initial_seconds, self.config.retry_max_seconds)
         while True:
             try:
@@ -283,15 +300,16 @@ class Projector:
                 # Nothing can be projected without knowing where to start: wait for it.
                 self.metrics.retries.labels(cause="assignment").inc()
                 await asyncio.sleep(backoff.next_delay())
-        for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await consumer.seek_to_beginning(tp)
-                starts = await consumer.beginning_offsets([tp])
-                self.positions[tp] = int(starts[tp])
-            else:
-                consumer.seek(tp, offset)
-                self.positions[tp] = offset
+        fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in stored]
+        starts = await consumer.beginning_offsets(fresh) if fresh else {}
+        targets = {
+            tp: stored.get((tp.topic, tp.partition), int(starts.get(tp, 0))) for tp in partitions
+        }
+        # No await from here on: every position moves at once, the consumer's and ours.
+        self.positions = {tp: o for tp, o in self.positions.items() if tp in consumer.assignment()}
+        for tp, offset in targets.items():
+            consumer.seek(tp, offset)
+            self.positions[tp] = offset
         log.info("projector_assigned", partitions=len(partitions))
 
 
@@ -301,7 +319,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.projector.revoked_partitions()
+        await self.projector.revoked_partitions(revoked)
         log.info("projector_revoked", partitions=len(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

@@ -44,6 +44,7 @@ ALERTS = [
         area=("north", "south")[n % 2],
         raised_at=NOW - n * H,
         due_at=NOW - (n + 1) * H,
+        child_id=f"C-PODCHILD-{n % 4}",
     )
     for n in range(40)
 ]
@@ -177,12 +178,15 @@ def test_a_session_works_on_any_pod_and_survives_a_restart(pods: Pods) -> None:
 
 
 def _counts(url: str) -> tuple[int, int]:
+    """The rows and the stored offsets, in one snapshot (one statement)."""
     engine = sa.create_engine(url)
     with engine.connect() as connection:
-        rows = connection.execute(sa.text("SELECT count(*) FROM audit_records")).scalar_one()
-        offsets = connection.execute(
-            sa.text("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets")
-        ).scalar_one()
+        rows, offsets = connection.execute(
+            sa.text(
+                "SELECT (SELECT count(*) FROM audit_records), "
+                "(SELECT coalesce(sum(next_offset), 0) FROM projector_offsets)"
+            )
+        ).one()
     engine.dispose()
     return int(rows), int(offsets)
 
@@ -217,7 +221,11 @@ def test_a_projector_killed_mid_replay_loses_and_repeats_nothing(pods: Pods) -> 
     try:
         assert wait_until(lambda: _counts(url)[0] >= total // 10, timeout=60, interval=0.05)
         victim.kill()
+        # A COMMIT the victim sent just before dying may still land: read until stable.
         rows, offsets = _counts(url)
+        while (again := _counts(url)) != (rows, offsets):
+            rows, offsets = again
+            time.sleep(0.2)
         assert 0 < rows < total, "not killed mid-replay: make the replay longer"
         assert rows == offsets  # the rows and their offsets were committed together
         victim.start()
@@ -271,3 +279,15 @@ def test_postgres_away_for_half_a_minute_is_a_clear_503_then_complete(pods: Pods
             lambda each=each: sorted(listed(each.url) or []) == everything, timeout=90
         )
     assert httpx.get(f"{pod.url}/readyz", timeout=5).status_code == 200
+
+
+def test_no_child_id_reaches_a_log_or_a_metric(pods: Pods) -> None:
+    for pod in pods.pods:
+        answer = httpx.get(
+            f"{pod.url}/v1/children/C-PODCHILD-1",
+            headers={"Authorization": f"Bearer {DEV_TOKEN}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        assert "C-PODCHILD" not in httpx.get(f"{pod.url}/metrics", timeout=10).text
+        assert "C-PODCHILD" not in pod.log.read_text()

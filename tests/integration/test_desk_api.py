@@ -22,6 +22,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devtools.broker import create_topics
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE
@@ -492,3 +494,59 @@ def test_the_served_openapi_is_the_committed_one_and_covers_every_route(env: Env
     assert "safeguard_desk_projector_records_total" in metrics
     assert CHILD not in metrics
     assert "al-api" not in metrics
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(["/v1/alerts", "/v1/reports/timeliness", "/v1/audit"]),
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "status",
+                "severity",
+                "rule",
+                "area",
+                "limit",
+                "cursor",
+                "from",
+                "to",
+                "over",
+                "format",
+                "child_id",
+                "alert_id",
+                "principal",
+                "report",
+            ]
+        ),
+        st.text(max_size=40)
+        | st.sampled_from(
+            [
+                "open",
+                "2026-01-01",
+                "0001-01-01",
+                "9999-12-31",
+                "25d",
+                "500",
+                "timeliness",
+                "C-API-1",
+            ]
+        ),
+    ),
+)
+def test_no_query_is_a_server_error_and_none_is_echoed(
+    env: Env, path: str, params: dict[str, str]
+) -> None:
+    answer = httpx.get(
+        f"{env.desk.url}{path}",
+        params={**params, "marker": "Jane Doe"},
+        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
+        timeout=30,
+    )
+    assert answer.status_code in {200, 403, 422}, (params, answer.text)
+    if answer.status_code == 422:
+        body = answer.json()
+        for value in params.values():
+            if len(value) > 3 and value not in {"open", "timeliness", "500", "25d"}:
+                assert value not in body["message"], params

@@ -4,8 +4,11 @@ the list and queue queries, the analysts' role. No broker needed."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Awaitable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -17,6 +20,7 @@ from hypothesis import strategies as st
 
 from services.common.auth import Principal, Role
 from services.common.clock import FakeClock
+from services.common.kafka import Topics
 from services.desk import migrate, queries
 from services.desk.database import Database
 from services.desk.errors import InvalidQuery
@@ -27,6 +31,7 @@ from services.desk.records import Batch, Kind, decode
 from services.desk.schema import metadata, obligations
 from services.desk.sessions import Lifetimes, SessionStore, SignedIn, hash_id
 from services.desk.settings import DatabaseSettings
+from tests.fixtures.desk import desk_environment, desk_settings
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.views import T0, alert_view, alert_view_record
 
@@ -348,3 +353,33 @@ def test_sessions_expire_are_capped_per_principal_and_keep_only_a_hash(
         await database.close()
 
     run(loop, scenario())
+
+
+def test_the_desk_refuses_to_start_on_a_schema_older_than_its_code(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """As a process: exit status 1, naming the revision it needs and the command."""
+    url = postgres.create(template=None)
+    try:
+        env = desk_environment(
+            desk_settings(
+                database_url=url,
+                bootstrap="127.0.0.1:1",
+                topics=Topics(),
+                audit_topic="audit",
+                group="never",
+            )
+        )
+        done = subprocess.run(  # noqa: S603 - our own entry point
+            [sys.executable, "-m", "services.desk.main"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1
+        said = done.stderr.decode()
+        assert f"needs revision {migrate.head()}" in said
+        assert "safeguard db upgrade" in said
+    finally:
+        postgres.drop(url)
