@@ -531,6 +531,7 @@ def test_the_served_openapi_is_the_committed_one_and_covers_every_route(env: Env
                 "500",
                 "timeliness",
                 "C-API-1",
+                "Jane Doe 2014-03-02",
             ]
         ),
     ),
@@ -545,8 +546,5 @@ def test_no_query_is_a_server_error_and_none_is_echoed(
         timeout=30,
     )
     assert answer.status_code in {200, 403, 422}, (params, answer.text)
-    if answer.status_code == 422:
-        body = answer.json()
-        for value in params.values():
-            if len(value) > 3 and value not in {"open", "timeliness", "500", "25d"}:
-                assert value not in body["message"], params
+    # Free text (a name, a date of birth) is never repeated back.
+    assert "Jane" not in answer.text, params

@@ -370,7 +370,7 @@ def test_the_desk_refuses_to_start_on_a_schema_older_than_its_code(
                 group="never",
             )
         )
-        done = subprocess.run(  # noqa: S603 - our own entry point
+        done = subprocess.run(
             [sys.executable, "-m", "services.desk.main"],
             env=env,
             capture_output=True,
