@@ -490,6 +490,17 @@ def test_the_served_openapi_is_the_committed_one_and_covers_every_route(env: Env
         if r.resource is not None and not r.resource.canonical.startswith("/console")
     }
     assert routes <= set(served["paths"])
+    # Caught up: no lag, and the freshness mark is recent (the console shows no notice).
+    assert wait_until(
+        lambda: (
+            env.desk.registry.get_sample_value(
+                "safeguard_desk_projector_lag_records", {"topic": "alert_views"}
+            )
+            == 0.0
+        ),
+        timeout=20,
+    )
+    assert env.get("/readyz", None).json()["projector"] == "running"
     metrics = env.get("/metrics", None).text
     assert "safeguard_desk_projector_records_total" in metrics
     assert CHILD not in metrics

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -31,7 +32,7 @@ from services.desk.records import Batch, Kind, decode
 from services.desk.schema import metadata, obligations
 from services.desk.sessions import Lifetimes, SessionStore, SignedIn, hash_id
 from services.desk.settings import DatabaseSettings
-from tests.fixtures.desk import desk_environment, desk_settings
+from tests.fixtures.desk import DeskServer, desk_environment, desk_settings
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.views import T0, alert_view, alert_view_record
 
@@ -382,4 +383,31 @@ def test_the_desk_refuses_to_start_on_a_schema_older_than_its_code(
         assert f"needs revision {migrate.head()}" in said
         assert "safeguard db upgrade" in said
     finally:
+        postgres.drop(url)
+
+
+def test_readyz_says_why_when_the_schema_is_behind(postgres: PostgresServer) -> None:
+    url = postgres.create(template=None)
+    server = DeskServer(
+        desk_settings(
+            database_url=url,
+            bootstrap="127.0.0.1:1",
+            topics=Topics(),
+            audit_topic="audit",
+            group="never",
+            projector={"enabled": False},
+        )
+    ).start()
+    try:
+        answer = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert f"needs revision {migrate.head()}" in answer.json()["reason"]
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        migrate.upgrade(url)
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "schema": migrate.head()}
+    finally:
+        server.stop()
         postgres.drop(url)
