@@ -179,3 +179,35 @@ def test_the_chronology_merges_events_obligations_and_breaches_newest_first() ->
     assert "no reason given" in items[1]["what"]
     assert items[2]["alert_id"] == "al-1"
     assert present.chronology(None, []) == []
+
+
+def test_the_dev_stack_adds_desk_pods_on_one_database(tmp_path: Path) -> None:
+    from devtools.stack import DevStack, StackStartError  # noqa: PLC0415
+
+    stack = DevStack(
+        bootstrap="127.0.0.1:9092",
+        data_dir=tmp_path,
+        webhook_url="http://127.0.0.1:1/hook",
+        topic_prefix="t.",
+        app_suffix="-x",
+        desk_ports=[18084, 18085],
+        database_url="postgresql://postgres@127.0.0.1:5433/safeguard",
+    )
+    desks = [s for s in stack.specs if s.prefix == "DESK_"]
+    assert [(s.name, s.port, s.entry) for s in desks] == [
+        ("desk", 18084, "services.desk.main"),
+        ("desk-2", 18085, "services.desk.main"),
+    ]
+    env = stack.environment(desks[1])
+    assert env["DESK_DATABASE_URL"] == "postgresql://postgres@127.0.0.1:5433/safeguard"
+    assert env["DESK_PROJECTOR__GROUP_ID"] == "safeguard-desk-x"
+    assert env["DESK_KAFKA__TOPICS__ALERT_VIEWS"] == "t.safeguarding.alert-views.v1"
+    assert env["DESK_PORT"] == "18085"
+    assert not any(k.startswith("DESK_STREAM") for k in env)
+    # Notify's links open the desk's console when there is one.
+    notify = next(s for s in stack.specs if s.name == "notify")
+    assert stack.environment(notify)["NOTIFY_PUBLIC_URL"] == "http://127.0.0.1:18084"
+    with pytest.raises(StackStartError, match="database_url"):
+        DevStack(bootstrap="b", data_dir=tmp_path, webhook_url="w", desk_ports=[1]).environment(
+            desks[0]
+        )
