@@ -130,7 +130,15 @@ async def read_action(request: web.Request) -> ActionRequest:
     """Return the body of an acknowledgement or resolution (400/413/422 otherwise)."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise InvalidBody(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", [])
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    # Read to the end, bounded: one read() returns whatever has arrived so far.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise InvalidBody(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", [])
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         return parse_body(raw, ActionRequest, max_bytes=MAX_BODY_BYTES)
     except BodyRefused as refused:

@@ -364,6 +364,8 @@ async def queue_live(request: web.Request) -> web.Response:
     session = await current(request)
     if session is None:
         return web.Response(text="signed out", status=401, headers=HEADERS)
+    if not session.principal.has(Role.READ):
+        raise Forbidden("Your token may not read alerts.")
     request[STALE_KEY] = await request.app[DESK_KEY].staleness()
     context = await queue_context(request, session)
     return page(render("queue_live.html", **base(request, session, **context)))

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, literal_column, or_, select, text, update
+from sqlalchemy import Table, and_, literal_column, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -166,21 +166,28 @@ async def mark_caught_up(
 ) -> None:
     """Note that these partitions had nothing left to read at `now` (an idle heartbeat).
 
-    Only rows whose stored offset is the position given are touched: a partition another
-    projector has moved on is not claimed.
+    A partition nothing was ever written for gets its row (its position is then the
+    truth: there was nothing to write). A stored row is touched only when its offset is
+    the position given: a partition another projector has moved on is not claimed.
     """
-    for (topic, partition), position in partitions.items():
-        await connection.execute(
-            update(projector_offsets)
-            .where(
-                and_(
-                    projector_offsets.c.topic == topic,
-                    projector_offsets.c.partition == partition,
-                    projector_offsets.c.next_offset == position,
-                )
-            )
-            .values(caught_up_at=now)
-        )
+    statement = insert(projector_offsets)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["topic", "partition"],
+            set_={"caught_up_at": statement.excluded.caught_up_at},
+            where=projector_offsets.c.next_offset == statement.excluded.next_offset,
+        ),
+        [
+            {
+                "topic": topic,
+                "partition": partition,
+                "next_offset": position,
+                "caught_up_at": now,
+                "updated_at": now,
+            }
+            for (topic, partition), position in partitions.items()
+        ],
+    )
 
 
 async def read_offsets(

@@ -267,7 +267,7 @@ class Projector:
         if not done:
             return
         try:
-            async with self.database.write() as connection:
+            async with self.lock, self.database.write() as connection:
                 await mark_caught_up(connection, done, self.clock.now())
         except DatabaseUnavailable:
             self.metrics.retries.labels(cause="heartbeat").inc()
