@@ -32,9 +32,11 @@ schemas: $(STAMP)
 schemas-check: $(STAMP)
 	$(BIN)/python -m schemas.generate --check
 
-# Regenerates services/ingest/openapi.json (a test fails when it drifts from the code).
+# Regenerates services/ingest/openapi.json and services/desk/openapi.json (a test fails
+# when either drifts from the code).
 openapi: $(STAMP)
 	$(BIN)/python -m services.ingest.openapi
+	$(BIN)/python -m services.desk.openapi
 
 unit: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/unit
