@@ -94,7 +94,6 @@ _VERB = {
     Role.READ: "read alerts or children",
     Role.ACKNOWLEDGE: "acknowledge alerts",
     Role.RESOLVE: "resolve alerts",
-    Role.AUDIT: "search the audit trail",
 }
 
 _AUDITED = {
