@@ -109,7 +109,14 @@ class Projector:
                 try:
                     await self._consume()
                 except asyncio.CancelledError:
-                    raise
+                    task = asyncio.current_task()
+                    if task is None or task.cancelling():
+                        raise  # the desk is stopping
+                    # A cancellation nobody asked of this task (one a library's timeout let
+                    # out of a write): a fault like any other, not the end of projecting.
+                    self.metrics.retries.labels(cause="consumer").inc()
+                    log.warning("projector_restarting", error="CancelledError")
+                    await asyncio.sleep(backoff.next_delay())
                 except Exception as error:  # noqa: BLE001 - the loop must outlive any fault
                     self.metrics.retries.labels(cause="consumer").inc()
                     log.warning("projector_restarting", error=type(error).__name__)
