@@ -116,7 +116,13 @@ def build(
         metrics=metrics,
         registry=registry,
         kinds=kinds,
-        projector=Projector(settings, database, metrics, clock, kinds)
+        projector=Projector(
+            settings,
+            Database(settings.database_url.get_secret_value(), settings.db, pooled=False),
+            metrics,
+            clock,
+            kinds,
+        )
         if settings.projector.enabled
         else None,
     )
@@ -162,6 +168,8 @@ async def _stop(app: web.Application) -> None:
             await task
     await desk.publisher.close()
     await desk.database.close()
+    if desk.projector is not None:
+        await desk.projector.database.close()
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from services.desk.errors import DatabaseUnavailable
 from services.desk.migrate import SchemaState, state_of
@@ -44,18 +45,27 @@ def driver_url(url: str) -> str:
 class Database:
     """The engine, and connections that fail as `DatabaseUnavailable`."""
 
-    def __init__(self, url: str, settings: DatabaseSettings) -> None:
+    def __init__(self, url: str, settings: DatabaseSettings, *, pooled: bool = True) -> None:
         self.settings = settings
+        connect_args = {
+            "connect_timeout": max(1, round(settings.connect_timeout_seconds)),
+            "options": f"-c statement_timeout={int(settings.statement_timeout_seconds * 1000)}",
+        }
+        # The pages share a pool; the projector (one transaction at a time, each a batch)
+        # opens a connection per transaction, so no connection that outlived a server
+        # restart is ever reused by it, and it never waits for the pages' pool.
+        pool: dict[str, object] = (
+            {
+                "pool_size": settings.pool_size,
+                "max_overflow": settings.max_overflow,
+                "pool_timeout": settings.connect_timeout_seconds,
+                "pool_pre_ping": True,
+            }
+            if pooled
+            else {"poolclass": NullPool}
+        )
         self.engine: AsyncEngine = create_async_engine(
-            driver_url(url),
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
-            pool_timeout=settings.connect_timeout_seconds,
-            pool_pre_ping=True,
-            connect_args={
-                "connect_timeout": max(1, round(settings.connect_timeout_seconds)),
-                "options": f"-c statement_timeout={int(settings.statement_timeout_seconds * 1000)}",
-            },
+            driver_url(url), connect_args=connect_args, **pool
         )
 
     @property
