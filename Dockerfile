@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
-# One image for the three services; the command picks one:
-#   safeguard-ingest | safeguard-risk | safeguard-notify
+# One image for the services; the command picks one:
+#   safeguard-ingest | safeguard-risk | safeguard-notify | safeguard-desk
+# (the desk's schema is migrated by `safeguard db upgrade`, a Job before its rollout)
 # Build: docker build -t safeguard:dev .   (the last stage, `production`: the runtime only)
 #   with --build-arg SAFEGUARD_REVISION="$(git rev-parse HEAD)" for safeguard_build_info
 # The `devtools` stage adds the development inbox for docker-compose.yml and is never the
@@ -32,6 +33,7 @@ ENV PATH=/opt/safeguard/bin:$PATH \
     INGEST_HOST=0.0.0.0 \
     RISK_HOST=0.0.0.0 \
     NOTIFY_HOST=0.0.0.0 \
+    DESK_HOST=0.0.0.0 \
     RISK_POLICY_FILE=/app/policy/default.yaml \
     NOTIFY_POLICY_FILE=/app/policy/default.yaml \
     RISK_STREAM__DATA_DIR=/var/lib/safeguard/risk \
@@ -46,15 +48,15 @@ COPY policy/default.yaml /app/policy/default.yaml
 
 # The probe the orchestrator runs: GET /healthz on this container's service. One service
 # runs per container, so the port is HEALTHCHECK_PORT, else the service's own *_PORT,
-# else whichever default port (8080 ingest, 8081 risk, 8082 notify) answers.
+# else whichever default port (8080 ingest, 8081 risk, 8082 notify, 8084 desk) answers.
 COPY --chmod=0755 <<'PY' /usr/local/bin/safeguard-healthcheck
 #!/opt/safeguard/bin/python
 import os
 import sys
 import urllib.request
 
-names = ("HEALTHCHECK_PORT", "INGEST_PORT", "RISK_PORT", "NOTIFY_PORT")
-ports = [os.environ[n] for n in names if os.environ.get(n)] or ["8080", "8081", "8082"]
+names = ("HEALTHCHECK_PORT", "INGEST_PORT", "RISK_PORT", "NOTIFY_PORT", "DESK_PORT")
+ports = [os.environ[n] for n in names if os.environ.get(n)] or ["8080", "8081", "8082", "8084"]
 for port in ports:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as response:
@@ -67,7 +69,7 @@ PY
 
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8080 8081 8082
+EXPOSE 8080 8081 8082 8084
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
   CMD ["safeguard-healthcheck"]
 CMD ["safeguard-ingest"]

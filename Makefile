@@ -36,9 +36,11 @@ schemas: $(STAMP)
 schemas-check: $(STAMP)
 	$(BIN)/python -m schemas.generate --check
 
-# Regenerates services/ingest/openapi.json (a test fails when it drifts from the code).
+# Regenerates services/ingest/openapi.json and services/desk/openapi.json (a test fails
+# when either drifts from the code).
 openapi: $(STAMP)
 	$(BIN)/python -m services.ingest.openapi
+	$(BIN)/python -m services.desk.openapi
 
 # Rewrites the derived alert rules from deploy/prometheus/slos.yaml (the service levels'
 # rules, every alert's runbook link, the PrometheusRule); a test fails when they drift.

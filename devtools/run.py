@@ -1,4 +1,7 @@
-"""`make run`: the development broker, the three services and a webhook inbox, in the foreground.
+"""`make run`: the development broker and PostgreSQL, the services and a webhook inbox.
+
+The desk's database is migrated (`safeguard db upgrade`) before the desk starts; with
+`DESK_DATABASE_URL` set, that server is used (and migrated) instead of an embedded one.
 
 Ctrl-C (or SIGTERM) stops everything in order; children also die with this process if
 it is killed, so nothing is left behind.
@@ -17,9 +20,11 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devtools.broker import DevBroker, create_topics, wait_until_answers
+from devtools.postgres import DevPostgres
 from devtools.stack import DEV_TOKEN, DevStack
 from services.common.logging import configure_logging
 from services.common.processes import spawn, stop
+from services.desk import migrate
 
 
 class DevSettings(BaseSettings):
@@ -37,6 +42,13 @@ class DevSettings(BaseSettings):
     broker_port: int = 9092
     inbox_port: int = 8083
     inbox_smtp_port: int = 8025
+    desk_port: int = 8084
+    postgres_port: int = 5433
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DESK_DATABASE_URL", "SAFEGUARD_DEV_DATABASE_URL"),
+        description="use this PostgreSQL for the desk instead of starting one",
+    )
 
 
 def main() -> None:
@@ -70,13 +82,23 @@ def main() -> None:
         ]
     )
     with tempfile.TemporaryDirectory(prefix="safeguard-dev-") as data_dir:
+        postgres: DevPostgres | None = None
+        if settings.database_url:
+            database_url = settings.database_url
+        else:
+            postgres = DevPostgres(Path(data_dir) / "postgres", settings.postgres_port).start()
+            database_url = postgres.create_database("safeguard")
+        migrate.upgrade(database_url)  # what `safeguard db upgrade` does
         stack = DevStack(
             bootstrap=bootstrap,
             data_dir=Path(data_dir),
             webhook_url=f"http://127.0.0.1:{settings.inbox_port}/notifications",
             smtp_port=settings.inbox_smtp_port,
             group_window_seconds=None,  # the policy's: alerts of one event in one message
+            desk_ports=[settings.desk_port],
+            database_url=database_url,
         )
+        where = "DESK_DATABASE_URL" if postgres is None else postgres.dsn("safeguard")
         try:
             create_topics(bootstrap, stack.topic_names())
             stack.start()
@@ -84,10 +106,12 @@ def main() -> None:
                 "\nSafeguard is running (development mode). Ctrl-C stops everything.\n"
                 f"  ingest  {stack.url('ingest')}   POST /v1/events\n"
                 f"  risk    {stack.url('risk')}   /metrics /readyz\n"
-                f"  notify  {stack.url('notify')}   GET /v1/alerts\n"
+                f"  notify  {stack.url('notify')}   /metrics /readyz\n"
+                f"  desk    {stack.url('desk')}   /console  GET /v1/alerts\n"
                 f"  inbox   http://127.0.0.1:{settings.inbox_port} and smtp port "
                 f"{settings.inbox_smtp_port}   (prints webhook and email deliveries)\n"
                 f"  broker  {bootstrap}\n"
+                f"  desk db {where}\n"
                 f"  token   Authorization: Bearer {DEV_TOKEN}\n",
                 flush=True,
             )
@@ -99,6 +123,8 @@ def main() -> None:
         finally:
             stack.stop()
             stop(inbox)
+            if postgres is not None:
+                postgres.close()
             if broker is not None:
                 broker.stop()
 

@@ -1,4 +1,8 @@
-"""The three services as child processes, wired together: for `make run` and the tests."""
+"""The services as child processes, wired together: for `make run` and the tests.
+
+Ingest, risk and notify always; desk pods when `desk_ports` names their ports (each a
+`safeguard-desk` process on `database_url`, one projector group between them).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,11 @@ class StackStartError(RuntimeError):
     """A service did not become ready in time."""
 
 
+def desk_name(n: int) -> str:
+    """Return the name of the nth desk pod: `desk`, `desk-2`, ..."""
+    return "desk" if n == 0 else f"desk-{n + 1}"
+
+
 @dataclass
 class ServiceSpec:
     """One service process: its entry point, environment prefix and port."""
@@ -36,6 +45,12 @@ class ServiceSpec:
     name: str
     prefix: str
     port: int
+    module: str = ""
+
+    @property
+    def entry(self) -> str:
+        """Return the module the process runs (`services.<name>.main` by default)."""
+        return self.module or f"services.{self.name}.main"
 
 
 @dataclass
@@ -61,6 +76,9 @@ class DevStack:
     # expect; None keeps the policy's (the console's tests and `make run`).
     group_window_seconds: float | None = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Desk pods: one process per port, all on `database_url` (migrated beforehand).
+    desk_ports: list[int] = field(default_factory=list)
+    database_url: str | None = None
     output: IO[bytes] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
@@ -69,10 +87,15 @@ class DevStack:
     @property
     def specs(self) -> list[ServiceSpec]:
         """Return the services in start order."""
+        desks = [
+            ServiceSpec(desk_name(n), "DESK_", port, "services.desk.main")
+            for n, port in enumerate(self.desk_ports)
+        ]
         return [
             ServiceSpec("notify", "NOTIFY_", self.notify_port),
             ServiceSpec("risk", "RISK_", self.risk_port),
             ServiceSpec("ingest", "INGEST_", self.ingest_port),
+            *desks,
         ]
 
     @property
@@ -112,6 +135,13 @@ class DevStack:
         for topic, name in self.topics.model_dump().items():
             env[f"{p}KAFKA__TOPICS__{topic.upper()}"] = name
         env[f"{p}AUDIT_TOPIC"] = self.audit_topic
+        if spec.prefix == "DESK_":
+            if self.database_url is None:
+                raise StackStartError("desk pods need a database_url")
+            env[f"{p}DATABASE_URL"] = self.database_url
+            env[f"{p}PROJECTOR__GROUP_ID"] = f"safeguard-desk{self.app_suffix}"
+            env.update(self.extra_env)
+            return env
         if spec.name != "ingest":
             env[f"{p}APP_ID"] = f"safeguard-{spec.name}{self.app_suffix}"
             env[f"{p}STREAM__STORE"] = "memory://"
@@ -131,7 +161,8 @@ class DevStack:
             env[f"{p}WEBHOOK_SECRETS__DUTY_DESK"] = DEV_WEBHOOK_SECRET
             # The console's child page reads risk's child view; its links point here.
             env[f"{p}RISK_URL"] = self.url("risk")
-            env[f"{p}PUBLIC_URL"] = self.url("notify")
+            # Links in messages open the console: the desk's when there is one.
+            env[f"{p}PUBLIC_URL"] = self.url("desk" if self.desk_ports else "notify")
             if self.group_window_seconds is not None:
                 env[f"{p}GROUP_WINDOW_SECONDS"] = str(self.group_window_seconds)
             if self.smtp_port is not None:
@@ -145,7 +176,7 @@ class DevStack:
         """Start (or restart) one service process."""
         spec = next(s for s in self.specs if s.name == name)
         self.processes[name] = spawn(
-            [self.python, "-m", f"services.{name}.main"],
+            [self.python, "-m", spec.entry],
             env=self.environment(spec),
             stdout=self.output,
             cwd=REPO,

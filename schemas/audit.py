@@ -29,6 +29,7 @@ __all__ = [
     "AuditEvent",
     "AuditRecord",
     "RecordRef",
+    "Refusal",
     "audit_event",
 ]
 
@@ -41,6 +42,7 @@ AUDIT_SOURCES = {
     "notify": "urn:safeguard:notify",
     # The `safeguard` command line, for what an operator does straight on Kafka.
     "cli": "urn:safeguard:cli",
+    "desk": "urn:safeguard:desk",
 }
 
 ActorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
@@ -61,6 +63,8 @@ class AuditAction(StrEnum):
     DEADLETTER_VIEWED = "deadletter.viewed"  # `record`: its key and payload shown (consultation)
     DEADLETTER_REPLAYED = "deadletter.replayed"  # `record`: sent again to its topic (collection)
     REQUEST_REFUSED = "request.refused"  # `refusal`: unauthenticated or forbidden (access)
+    AUDIT_SEARCHED = "audit.searched"  # what was searched for: a child, an alert, a
+    # principal (`principal`), or nothing more for a search of the report's readers
 
 
 _REQUIRED: dict[AuditAction, str | None] = {
@@ -76,6 +80,8 @@ _REQUIRED: dict[AuditAction, str | None] = {
     AuditAction.DEADLETTER_REPLAYED: "record",
     AuditAction.REQUEST_REFUSED: "refusal",
 }
+# A search names what it looked for: one of these, or none (who viewed reports).
+_SEARCHED = ("child_id", "alert_id", "principal")
 
 
 class RecordRef(ContractModel):
@@ -98,7 +104,9 @@ class Refusal(ContractModel):
 class AuditRecord(ContractModel):
     """One audited action: ids, the action, the token's name and the time; nothing else.
 
-    Exactly the id field the action names is set (none for `alerts.listed` and `report.viewed`).
+    Exactly the id field the action names is set (none for `alerts.listed` and
+    `report.viewed`); an `audit.searched` names at most one of `child_id`, `alert_id` and
+    `principal` (the token name whose actions were searched).
     """
 
     action: AuditAction
@@ -109,10 +117,10 @@ class AuditRecord(ContractModel):
     alert_id: Identifier | None = None
     record: RecordRef | None = None
     refusal: Refusal | None = None
+    principal: ActorName | None = None
 
     @model_validator(mode="after")
     def _the_named_id(self) -> Self:
-        wanted = _REQUIRED[self.action]
         present = [
             name
             for name, value in (
@@ -121,10 +129,16 @@ class AuditRecord(ContractModel):
                 ("alert_id", self.alert_id),
                 ("record", self.record),
                 ("refusal", self.refusal),
+                ("principal", self.principal),
             )
             if value is not None
         ]
-        if present != ([] if wanted is None else [wanted]):
+        if self.action is AuditAction.AUDIT_SEARCHED:
+            allowed = len(present) <= 1 and set(present) <= set(_SEARCHED)
+        else:
+            wanted = _REQUIRED[self.action]
+            allowed = present == ([] if wanted is None else [wanted])
+        if not allowed:
             raise PydanticCustomError(
                 "audit_target",
                 "exactly the id field the action names must be set",
@@ -140,6 +154,8 @@ class AuditRecord(ContractModel):
             return f"{self.record.topic}:{self.record.partition}:{self.record.offset}"
         if self.refusal is not None:
             return f"refused|{self.actor}"
+        if self.principal is not None:
+            return f"principal:{self.principal}"
         return self.child_id or self.alert_id or ""
 
 

@@ -7,6 +7,7 @@
     safeguard backtest --events --policy replay recorded events under a candidate policy
     safeguard export --since --bootstrap the events topic as JSON lines for the backtest
     safeguard deadletter ls|show|replay  read and repair safeguarding.deadletter.v1
+    safeguard db upgrade|status          the desk's database schema
 
 Shell completion: `safeguard --install-completion`. Exit codes: 0 done, 1 the input or the
 API said no (the message says why), 2 a usage error.
@@ -25,6 +26,7 @@ import typer
 
 from services.cli.api import AlertApi, ApiError
 from services.cli.backtest import BadArrival, Result, backtest
+from services.cli.database import db_app
 from services.cli.deadletter_commands import deadletter_app
 from services.cli.export import ExportError, export
 from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
@@ -56,6 +58,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/report.py
 app.add_typer(deadletter_app, name="deadletter")  # services/cli/deadletter_commands.py
+app.add_typer(db_app, name="db")  # `db upgrade`, `db status`: services/cli/database.py
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 

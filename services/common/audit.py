@@ -35,7 +35,7 @@ AUDIT_TOPIC = "safeguarding.audit.v1"
 #: How long a page waits for the broker to take its audit record before answering 503.
 AUDIT_TIMEOUT_SECONDS = 10.0
 
-Service = Literal["ingest", "risk", "notify", "cli"]
+Service = Literal["ingest", "risk", "notify", "desk", "cli"]
 Record = tuple[bytes, bytes]
 
 # schemas.envelope.Identifier: what a child or alert id can be. A path segment that is
@@ -62,6 +62,7 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
     child_id: str | None = None,
     alert_id: str | None = None,
     record: RecordRef | None = None,
+    searched_principal: str | None = None,
 ) -> Record:
     """Return one audit record as Kafka `(key, value)`: key the thing acted on."""
     audited = AuditRecord(
@@ -72,6 +73,7 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
         child_id=child_id,
         alert_id=alert_id,
         record=record,
+        principal=searched_principal,
     )
     wrapped: AuditEvent = audit_event(audited, record_id=uuid.uuid4().hex, service=service)
     return audited.target.encode(), wrapped.to_json()

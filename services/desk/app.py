@@ -1,0 +1,205 @@
+"""The desk's composition root: `create_app(settings)` wires everything, once.
+
+No module-level app exists outside the entry point (services/desk/main.py). With
+`DESK_SERVE=false` the process serves its probes and metrics only (a projector-only
+deployment); with `DESK_PROJECTOR__ENABLED=false` it serves pages without projecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from services.common.auth import Authenticator
+from services.common.clock import Clock, SystemClock
+from services.common.metrics import CONTENT_TYPE_LATEST, exposition
+from services.desk import queries
+from services.desk.actions import Actions
+from services.desk.audit import Auditor
+from services.desk.broker import Publisher
+from services.desk.database import Database
+from services.desk.errors import DatabaseUnavailable
+from services.desk.metrics import DeskMetrics
+from services.desk.projector import Projector
+from services.desk.records import Kind, topic_kinds
+from services.desk.sessions import IdentityProvider, Lifetimes, SessionStore, TokenIdentity
+from services.desk.settings import DeskSettings
+from services.desk.web import METRICS_KEY, errors_middleware, json_response, metrics_middleware
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Desk:
+    """Everything the pages need, built once from the settings."""
+
+    settings: DeskSettings
+    auth: Authenticator
+    clock: Clock
+    database: Database
+    publisher: Publisher
+    auditor: Auditor
+    actions: Actions
+    sessions: SessionStore
+    identity: IdentityProvider
+    metrics: DeskMetrics
+    registry: CollectorRegistry
+    kinds: dict[str, Kind]
+    projector: Projector | None = None
+
+    async def caught_up_at(self) -> datetime | None:
+        """Return when the projection was last known to have read every topic to its end."""
+        async with self.database.read() as connection:
+            return await queries.caught_up_at(connection, list(self.kinds))
+
+    async def staleness(self) -> str | None:
+        """Say how far behind the projection is, when more than the console's threshold."""
+        try:
+            caught = await self.caught_up_at()
+        except DatabaseUnavailable:
+            return None  # the page itself will say the database is away
+        if caught is None:
+            return (
+                "The desk has not yet read every topic to its end: what is shown may be incomplete."
+            )
+        behind = (self.clock.now() - caught).total_seconds()
+        if behind > self.settings.console.stale_after_seconds:
+            return (
+                f"The data shown may be {int(behind)} s old: the projection is behind the broker."
+            )
+        return None
+
+
+DESK_KEY = web.AppKey("desk", Desk)
+
+
+def build(
+    settings: DeskSettings, *, registry: CollectorRegistry | None = None, clock: Clock | None = None
+) -> Desk:
+    """Build the desk's parts (nothing connects yet)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    clock = clock or SystemClock()
+    auth = settings.authenticator()
+    metrics = DeskMetrics(registry)
+    database = Database(settings.database_url.get_secret_value(), settings.db)
+    publisher = Publisher(settings.kafka, timeout=settings.publish_timeout_seconds)
+    auditor = Auditor(publisher, settings.audit_topic, clock)
+    kinds = topic_kinds(settings.kafka.topics, settings.audit_topic)
+    console = settings.console
+    return Desk(
+        settings=settings,
+        auth=auth,
+        clock=clock,
+        database=database,
+        publisher=publisher,
+        auditor=auditor,
+        actions=Actions(
+            database, publisher, auditor, clock, settings.kafka.topics.commands, metrics
+        ),
+        sessions=SessionStore(
+            database,
+            clock,
+            Lifetimes(
+                idle=timedelta(seconds=console.session_idle_seconds),
+                max_age=timedelta(seconds=console.session_max_seconds),
+                per_principal=console.sessions_per_principal,
+            ),
+            metrics,
+        ),
+        identity=TokenIdentity(auth),
+        metrics=metrics,
+        registry=registry,
+        kinds=kinds,
+        projector=Projector(
+            settings,
+            Database(settings.database_url.get_secret_value(), settings.db, pooled=False),
+            metrics,
+            clock,
+            kinds,
+        )
+        if settings.projector.enabled
+        else None,
+    )
+
+
+def create_app(
+    settings: DeskSettings, *, registry: CollectorRegistry | None = None, clock: Clock | None = None
+) -> web.Application:
+    """Return the desk's aiohttp application, its projector started with it."""
+    from services.desk import api, console, openapi  # noqa: PLC0415 - the pages need the app's types
+
+    desk = build(settings, registry=registry, clock=clock)
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware])
+    app[DESK_KEY] = desk
+    app[METRICS_KEY] = desk.metrics
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    if settings.serve:
+        app.router.add_get("/openapi.json", openapi.page)
+        api.add_routes(app)
+        console.add_routes(app)
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
+    return app
+
+
+PROJECTOR_TASK = web.AppKey("projector_task", asyncio.Task[None])
+
+
+async def _start(app: web.Application) -> None:
+    desk = app[DESK_KEY]
+    if desk.projector is not None:
+        app[PROJECTOR_TASK] = asyncio.create_task(desk.projector.run(), name="projector")
+
+
+async def _stop(app: web.Application) -> None:
+    desk = app[DESK_KEY]
+    task = app.get(PROJECTOR_TASK)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await desk.publisher.close()
+    await desk.database.close()
+    if desk.projector is not None:
+        await desk.projector.database.close()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and its schema is this code's (else 503, and why)."""
+    desk = request.app[DESK_KEY]
+    try:
+        state = await desk.database.schema()
+    except DatabaseUnavailable:
+        return json_response(
+            {"status": "unavailable", "reason": "the database does not answer"},
+            503,
+            {"Retry-After": "5"},
+        )
+    if state.problem is not None:
+        return json_response(
+            {"status": "unavailable", "reason": state.problem}, 503, {"Retry-After": "5"}
+        )
+    body: dict[str, object] = {"status": "ready", "schema": state.current}
+    if desk.projector is not None:
+        body["projector"] = "running" if desk.projector.running else "starting"
+    return json_response(body)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus exposition."""
+    desk = request.app[DESK_KEY]
+    content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+    return web.Response(body=exposition(desk.registry), content_type=content_type)

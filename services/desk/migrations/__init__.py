@@ -1,0 +1,1 @@
+"""Alembic's environment and the desk's migrations (services.desk.migrate runs them)."""

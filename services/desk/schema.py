@@ -1,0 +1,153 @@
+"""The desk's tables, as SQLAlchemy Core metadata (the queries are built from it).
+
+The schema itself is owned by the Alembic migrations (`migrations/versions/`); a test
+compares the migrated database with this metadata, so the two cannot drift apart.
+Subject ids are stored only where a page needs them (alerts, children, audit records);
+the report's obligations and the analysts' views hold none.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+Stamp = DateTime(timezone=True)
+
+#: The latest view of every alert (notify's `alert.view`, highest revision wins).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", Text, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("severity_rank", SmallInteger, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("area", Text),
+    Column("subject_kind", Text, nullable=False),
+    Column("subject_id", Text, nullable=False),
+    Column("raised_at", Stamp, nullable=False),
+    Column("due_at", Stamp),
+    Column("overdue_since", Stamp, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("reopened", Boolean, nullable=False),
+    Column("acknowledged_by", Text),
+    Column("summary", Text, nullable=False),
+    Column("resolved_at", Stamp),
+    Column("updated_at", Stamp, nullable=False),
+    Column("view", JSONB, nullable=False),
+    # The list: newest raise first, ties by id (keyset paging).
+    Index("ix_alerts_list", text("raised_at DESC"), "alert_id"),
+    # The work queue: open and acknowledged only, most severe, then most overdue.
+    # Area, status and rule ride along so the caller's areas, a status, the counts per
+    # severity and the filters' choices are answered from the index alone.
+    Index(
+        "ix_alerts_queue",
+        text("severity_rank DESC"),
+        "overdue_since",
+        "alert_id",
+        postgresql_where=text("status IN ('open', 'acknowledged')"),
+        postgresql_include=["area", "status", "rule"],
+    ),
+    Index("ix_alerts_subject", "subject_kind", "subject_id"),
+)
+
+#: The latest view of every child (risk's `child.view`, highest revision wins).
+children = Table(
+    "children",
+    metadata,
+    Column("child_id", Text, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("as_of", Stamp, nullable=False),
+    Column("level", Text, nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("view", JSONB, nullable=False),
+)
+
+#: One row per obligation for the timeliness report: outcomes and closures merged.
+obligations = Table(
+    "obligations",
+    metadata,
+    Column("obligation_id", Text, primary_key=True),
+    Column("rule", Text),
+    Column("area", Text),
+    Column("severity", Text),
+    Column("triggered_at", Stamp),
+    Column("due_at", Stamp),
+    Column("fulfilled_at", Stamp),
+    Column("breached", Boolean, nullable=False, server_default=text("false")),
+    Column("closed_at", Stamp),
+    Column("close_reason", Text),
+    Column("described_at", Stamp),
+    Index("ix_obligations_due", "due_at"),
+)
+
+#: Every event notify published about alerts (deliveries, escalations, acts), by id.
+notification_events = Table(
+    "notification_events",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("alert_id", Text, nullable=False),
+    Column("at", Stamp, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Index("ix_notification_events_alert", "alert_id", "at"),
+)
+
+#: The audit trail, searchable: who collected, consulted or altered what, and when.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("record_id", Text, primary_key=True),
+    Column("action", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("at", Stamp, nullable=False),
+    Column("child_id", Text),
+    Column("alert_id", Text),
+    Column("event_source", Text),
+    Column("event_id", Text),
+    Column("principal", Text),
+    Index("ix_audit_actor", "actor", "at"),
+    Index("ix_audit_child", "child_id", "at", postgresql_where=text("child_id IS NOT NULL")),
+    Index("ix_audit_alert", "alert_id", "at", postgresql_where=text("alert_id IS NOT NULL")),
+    Index("ix_audit_action", "action", "at"),
+)
+
+#: Where the projector is in each partition: written in the transaction of its rows.
+projector_offsets = Table(
+    "projector_offsets",
+    metadata,
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("caught_up_at", Stamp),
+    Column("updated_at", Stamp, nullable=False),
+)
+
+#: Console sessions: a hash of the cookie's id, never the id itself.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", Text, primary_key=True),
+    Column("principal", Text, nullable=False),
+    Column("identity", JSONB, nullable=False),
+    Column("csrf", Text, nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    Column("last_seen_at", Stamp, nullable=False),
+    Index("ix_sessions_principal", "principal", "created_at"),
+)

@@ -1,0 +1,413 @@
+"""The desk's database on a real PostgreSQL: migrations, the SQL merge, views, sessions,
+the list and queue queries, the analysts' role. No broker needed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from services.common.auth import Principal, Role
+from services.common.clock import FakeClock
+from services.common.kafka import Topics
+from services.desk import migrate, queries
+from services.desk.database import Database
+from services.desk.errors import InvalidQuery
+from services.desk.merge import ObligationFacts, from_closure, merge
+from services.desk.metrics import DeskMetrics
+from services.desk.projection import write_batch
+from services.desk.records import Batch, Kind, decode
+from services.desk.schema import metadata, obligations
+from services.desk.sessions import Lifetimes, SessionStore, SignedIn, hash_id
+from services.desk.settings import DatabaseSettings
+from tests.fixtures.desk import DeskServer, desk_environment, desk_settings
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.views import T0, alert_view, alert_view_record
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+H = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def db(module_database_url: str, loop: asyncio.AbstractEventLoop) -> Iterator[Database]:
+    database = Database(module_database_url, DatabaseSettings())
+    yield database
+    loop.run_until_complete(database.close())
+
+
+def run(loop: asyncio.AbstractEventLoop, coroutine: Awaitable[T]) -> T:
+    return loop.run_until_complete(coroutine)
+
+
+def test_the_migrations_make_exactly_the_schema_the_code_queries(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+        assert differences == []
+        assert migrate.state_of(connection).usable
+    engine.dispose()
+
+
+def test_a_schema_behind_the_code_is_refused_with_the_revision_it_needs(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create(template=None)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            state = migrate.state_of(connection)
+        assert state.problem is not None
+        assert migrate.head() in state.problem
+        assert "safeguard db upgrade" in state.problem
+        migrate.upgrade(url)
+        migrate.downgrade(url, "base")
+        migrate.upgrade(url)
+        with engine.connect() as connection:
+            assert migrate.state_of(connection).problem is None
+            # A revision this code does not know is a newer one (a rollout): usable.
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
+            connection.commit()
+            assert migrate.state_of(connection).usable
+    finally:
+        engine.dispose()
+        postgres.drop(url)
+
+
+def test_the_analysts_role_reads_the_views_and_nothing_else(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        connection.execute(sa.text("SET ROLE safeguard_analyst"))
+        for view in ("analyst_obligations", "analyst_compliance_monthly", "analyst_alerts"):
+            assert connection.execute(sa.text(f"SELECT count(*) FROM {view}")).scalar() == 0  # noqa: S608
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            connection.execute(sa.text("SELECT * FROM alerts"))
+    engine.dispose()
+
+
+def _facts() -> st.SearchStrategy[ObligationFacts]:
+    times = st.integers(min_value=0, max_value=5).map(lambda h: T0 + h * H)
+    outcome = st.builds(
+        lambda at, due, fulfilled, breached, area: ObligationFacts(
+            "o-1",
+            rule="social-care-referral",
+            area=area,
+            severity="high",
+            triggered_at=due - H,
+            due_at=due,
+            fulfilled_at=fulfilled,
+            breached=breached,
+            described_at=at,
+        ),
+        times,
+        times,
+        st.none() | times,
+        st.booleans(),
+        st.sampled_from(["north", "south", None]),
+    )
+    closure = st.builds(
+        lambda at, reason: from_closure("o-1", at, reason),
+        times,
+        st.sampled_from([None, "duplicate", "other", "decided_not_to_act"]),
+    )
+    return outcome | closure
+
+
+def _outcome(at: int, fulfilled: int | None = None, area: str = "north") -> ObligationFacts:
+    return ObligationFacts(
+        "o-1",
+        rule="social-care-referral",
+        area=area,
+        severity="high",
+        triggered_at=T0 - H,
+        due_at=T0,
+        fulfilled_at=None if fulfilled is None else T0 + fulfilled * H,
+        described_at=T0 + at * H,
+    )
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    records=st.lists(_facts(), min_size=1, max_size=6), cut=st.integers(min_value=0, max_value=6)
+)
+# Each rule of the merge met across the two batches, whatever hypothesis draws besides.
+@example(records=[_outcome(1, fulfilled=1), _outcome(2, fulfilled=3)], cut=1)
+@example(records=[_outcome(2, fulfilled=3), _outcome(1, fulfilled=1)], cut=1)
+@example(records=[_outcome(1, area="south"), _outcome(1, area="north")], cut=1)
+@example(records=[_outcome(2, area="south"), _outcome(1, area="north")], cut=1)
+@example(
+    records=[from_closure("o-1", T0 + H, "other"), from_closure("o-1", T0 + H, "duplicate")], cut=1
+)
+@example(
+    records=[from_closure("o-1", T0 + H, "duplicate"), from_closure("o-1", T0 + H, "other")], cut=1
+)
+@example(
+    records=[from_closure("o-1", T0 + 2 * H, None), from_closure("o-1", T0 + H, "other")], cut=1
+)
+def test_the_sql_merge_is_the_pure_merge(
+    db: Database, loop: asyncio.AbstractEventLoop, records: list[ObligationFacts], cut: int
+) -> None:
+    """Records written in two batches, the second twice, give the row the pure merge gives."""
+    key = f"o-{abs(hash((tuple(records), cut))):x}"
+    records = [_rekey(r, key) for r in records]
+
+    async def write(items: list[ObligationFacts]) -> None:
+        batch = Batch()
+        for item in items:
+            batch.add(item)
+        async with db.write() as connection:
+            await write_batch(connection, batch, {}, set(), T0)
+
+    async def stored() -> dict[str, Any]:
+        async with db.read() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(obligations).where(obligations.c.obligation_id == key)
+                )
+            ).one()
+            return dict(row._mapping)  # noqa: SLF001
+
+    run(loop, write(records[:cut]))
+    run(loop, write(records[cut:]))
+    run(loop, write(records[cut:]))
+    expected = ObligationFacts(key)
+    for record in records:
+        expected = merge(expected, record)
+    row = run(loop, stored())
+    assert {k: row[k] for k in row if k != "obligation_id"} == {
+        k: getattr(expected, k) for k in row if k != "obligation_id"
+    }
+
+
+def _rekey(facts: ObligationFacts, key: str) -> ObligationFacts:
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(facts, obligation_id=key)
+
+
+def test_a_view_is_replaced_only_by_a_higher_revision(
+    db: Database, loop: asyncio.AbstractEventLoop
+) -> None:
+    async def put(revision: int, status: str) -> None:
+        batch = Batch()
+        view = alert_view("al-rev", revision=revision, status=status)
+        for change in decode(Kind.ALERT_VIEWS, alert_view_record(view)[1]):  # type: ignore[union-attr]
+            batch.add(change)
+        async with db.write() as connection:
+            await write_batch(connection, batch, {}, set(), T0)
+
+    async def status() -> str | None:
+        async with db.read() as connection:
+            return await queries.status_of(connection, "al-rev")
+
+    run(loop, put(3, "acknowledged"))
+    run(loop, put(2, "open"))
+    assert run(loop, status()) == "acknowledged"
+    run(loop, put(3, "open"))  # the same revision again: no change
+    assert run(loop, status()) == "acknowledged"
+    run(loop, put(4, "resolved"))
+    assert run(loop, status()) == "resolved"
+
+
+NORTH = Principal(
+    name="duty-north", sources=(), roles=frozenset({Role.READ}), areas=frozenset({"north"})
+)
+EVERYONE = Principal(name="duty-all", sources=(), roles=frozenset({Role.READ}))
+
+
+def test_the_list_and_the_queue_page_through_everything_in_order(
+    database_url: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    database = Database(database_url, DatabaseSettings())
+    views = [
+        alert_view(
+            f"al-q{n:03d}",
+            severity=("medium", "high", "critical")[n % 3],
+            area=("north", "south", None)[n % 4 % 3],
+            raised_at=T0 + (n % 7) * H,
+            due_at=None if n % 5 == 0 else T0 - (n % 11) * H,
+            status=("open", "acknowledged", "resolved")[n % 4 % 3],
+        )
+        for n in range(60)
+    ]
+
+    async def scenario() -> None:
+        batch = Batch()
+        for view in views:
+            for change in decode(Kind.ALERT_VIEWS, alert_view_record(view)[1]):  # type: ignore[union-attr]
+                batch.add(change)
+        async with database.write() as connection:
+            await write_batch(connection, batch, {}, set(), T0)
+        for principal in (NORTH, EVERYONE):
+            visible = [v for v in views if principal.may_see_area(v.alert.area)]
+            queue_filter = queries.AlertFilter.for_principal(
+                principal, statuses=frozenset({"open", "acknowledged"})
+            )
+            pages: list[str] = []
+            after = None
+            async with database.read() as connection:
+                while True:
+                    found, cursor = await queries.queue_page(connection, queue_filter, 7, after)
+                    pages += [s.alert_id for s in found]
+                    if cursor is None:
+                        break
+                    after = queries.queue_cursor(cursor)
+                expected = sorted(
+                    (v for v in visible if v.status.value != "resolved"),
+                    key=lambda v: (
+                        -v.alert.severity.rank,
+                        v.alert.due_at or v.alert.raised_at,
+                        v.alert.alert_id,
+                    ),
+                )
+                assert pages == [v.alert.alert_id for v in expected]
+                listed: list[str] = []
+                list_after = None
+                while True:
+                    found, cursor = await queries.alert_page(
+                        connection, queries.AlertFilter.for_principal(principal), 9, list_after
+                    )
+                    listed += [s.alert_id for s in found]
+                    if cursor is None:
+                        break
+                    list_after = queries.list_cursor(cursor)
+                newest = sorted(
+                    visible, key=lambda v: (-v.alert.raised_at.timestamp(), v.alert.alert_id)
+                )
+                assert listed == [v.alert.alert_id for v in newest]
+                counts = await queries.severity_counts(connection, queue_filter)
+                assert sum(counts.values()) == len(expected)
+        await database.close()
+
+    run(loop, scenario())
+    with pytest.raises(InvalidQuery):
+        queries.queue_cursor("bm90LWEtY3Vyc29y")
+    with pytest.raises(InvalidQuery):
+        queries.list_cursor("%%%")
+
+
+def test_sessions_expire_are_capped_per_principal_and_keep_only_a_hash(
+    database_url: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    clock = FakeClock(T0)
+    database = Database(database_url, DatabaseSettings())
+    lifetimes = Lifetimes(idle=timedelta(minutes=30), max_age=timedelta(hours=1), per_principal=3)
+    store = SessionStore(
+        database, clock, lifetimes, DeskMetrics(__import__("prometheus_client").CollectorRegistry())
+    )
+    other_store = SessionStore(database, clock, lifetimes, store.metrics)  # another pod
+
+    async def scenario() -> None:
+        first_id, first = await store.start(SignedIn(NORTH))
+        assert first.id_hash == hash_id(first_id) != first_id
+        async with database.read() as connection:
+            kept = (
+                (await connection.execute(sa.text("SELECT id_hash FROM sessions"))).scalars().all()
+            )
+        assert first_id not in kept
+        assert (await other_store.find(first_id)) is not None  # any pod serves it
+        clock.advance(timedelta(minutes=29))
+        assert (await store.find(first_id)) is not None  # used: idle counts again
+        clock.advance(timedelta(minutes=29))
+        found = await store.find(first_id)
+        assert found is not None
+        assert found.principal == NORTH
+        clock.advance(timedelta(minutes=5))  # 63 min old: past the maximum age
+        assert (await store.find(first_id)) is None
+        # The cap: a fourth session of one principal evicts its oldest, nobody else's.
+        everyone_id, _ = await store.start(SignedIn(EVERYONE))
+        ids = []
+        for _ in range(4):
+            clock.advance(timedelta(seconds=1))
+            ids.append((await store.start(SignedIn(NORTH)))[0])
+        assert await store.count("duty-north") == 3
+        assert (await store.find(ids[0])) is None
+        assert all([await store.find(i) for i in ids[1:]])
+        assert (await store.find(everyone_id)) is not None
+        await store.end(ids[1])
+        assert (await other_store.find(ids[1])) is None
+        assert (await store.find("not-a-session")) is None
+        assert (await store.find(None)) is None
+        clock.advance(timedelta(minutes=31))
+        assert (await store.find(ids[2])) is None  # idle
+        await database.close()
+
+    run(loop, scenario())
+
+
+def test_the_desk_refuses_to_start_on_a_schema_older_than_its_code(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """As a process: exit status 1, naming the revision it needs and the command."""
+    url = postgres.create(template=None)
+    try:
+        env = desk_environment(
+            desk_settings(
+                database_url=url,
+                bootstrap="127.0.0.1:1",
+                topics=Topics(),
+                audit_topic="audit",
+                group="never",
+            )
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "services.desk.main"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1
+        said = done.stderr.decode()
+        assert f"needs revision {migrate.head()}" in said
+        assert "safeguard db upgrade" in said
+    finally:
+        postgres.drop(url)
+
+
+def test_readyz_says_why_when_the_schema_is_behind(postgres: PostgresServer) -> None:
+    url = postgres.create(template=None)
+    server = DeskServer(
+        desk_settings(
+            database_url=url,
+            bootstrap="127.0.0.1:1",
+            topics=Topics(),
+            audit_topic="audit",
+            group="never",
+            projector={"enabled": False},
+        )
+    ).start()
+    try:
+        answer = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert f"needs revision {migrate.head()}" in answer.json()["reason"]
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        migrate.upgrade(url)
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "schema": migrate.head()}
+    finally:
+        server.stop()
+        postgres.drop(url)
