@@ -12,9 +12,9 @@ os.environ[ENV_VARIABLE] = DEVELOPMENT
 pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.webhook",
+    "tests.fixtures.postgres",
     "tests.fixtures.stack",
     "tests.fixtures.smtp",
     "tests.fixtures.ingest",
     "tests.fixtures.netproxy",
-    "tests.fixtures.postgres",
 ]

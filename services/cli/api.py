@@ -1,4 +1,4 @@
-"""A small client of the notify service's alert API (services/notify/http.py), over httpx.
+"""A small client of the desk's alert API (services/desk/api.py), over httpx.
 
 The token is sent as a bearer token and never printed; errors carry the API's own
 `error` code and message, not the request.
@@ -41,28 +41,24 @@ class AlertApi:
     def __exit__(self, *_: object) -> None:
         self._client.close()
 
-    def list(
-        self, filters: dict[str, str | None], limit: int
-    ) -> tuple[list[dict[str, Any]], list[int]]:
-        """Return up to `limit` alerts, newest first, and the partitions the worker covers.
+    def list(self, filters: dict[str, str | None], limit: int) -> list[dict[str, Any]]:
+        """Return up to `limit` alerts, newest first.
 
         `filters` are the API's (`status`, `rule`, `severity`, `area`); pages are followed
         by their cursor until `limit` alerts or the last page.
         """
         params = {k: v for k, v in filters.items() if v is not None}
         alerts: list[dict[str, Any]] = []
-        partitions: set[int] = set()
         cursor: str | None = None
         while len(alerts) < limit:
             page_size = min(self.page, limit - len(alerts))
             query = {**params, "limit": str(page_size)} | ({"cursor": cursor} if cursor else {})
             body = self._call("GET", "/v1/alerts", params=query)
             alerts.extend(body["alerts"])
-            partitions.update(body.get("partitions", []))
             cursor = body.get("next_cursor")
             if not cursor or not body["alerts"]:
                 break
-        return alerts[:limit], sorted(partitions)
+        return alerts[:limit]
 
     def get(self, alert_id: str) -> dict[str, Any]:
         """Return one alert with its timeline."""

@@ -3,7 +3,7 @@
     safeguard policy check FILE          validate a policy file as the services load it
     safeguard policy routes FILE         who is told, at which level and when
     safeguard policy diff OLD NEW        what changes, in words; --events: the alerts too
-    safeguard alerts ls|show|ack|resolve the notify service's alert API
+    safeguard alerts ls|show|ack|resolve the desk's alert API
     safeguard backtest --events --policy replay recorded events under a candidate policy
     safeguard export --since --bootstrap the events topic as JSON lines for the backtest
     safeguard deadletter ls|show|replay  read and repair safeguarding.deadletter.v1
@@ -60,11 +60,11 @@ app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/re
 app.add_typer(deadletter_app, name="deadletter")  # services/cli/deadletter_commands.py
 app.add_typer(db_app, name="db")  # `db upgrade`, `db status`: services/cli/database.py
 
-DEFAULT_URL = "http://127.0.0.1:8082"
+DEFAULT_URL = "http://127.0.0.1:8084"
 
 
 UrlOption = Annotated[
-    str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the notify service")
+    str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the desk")
 ]
 TokenOption = Annotated[
     str | None,
@@ -218,21 +218,16 @@ def alerts_ls(  # noqa: PLR0913, PLR0917 - one parameter per option
     token: TokenOption = None,
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """List alerts, newest first.
-
-    A notify worker answers for the partitions it owns; with several workers, ask each
-    (the covered partitions are printed).
-    """
+    """List alerts, newest first: every alert, whichever desk pod answers."""
     filters = {"status": status, "rule": rule, "severity": severity, "area": area}
     try:
         with _api(url, token) as api:
-            alerts, partitions = api.list(filters, limit)
+            alerts = api.list(filters, limit)
     except ApiError as exc:
         fail(str(exc))
     if output is Output.JSON:
-        print_json({"alerts": alerts, "partitions": partitions})
+        print_json({"alerts": alerts})
         return
-    typer.echo(f"partitions covered: {', '.join(map(str, partitions)) or '-'}", err=True)
     print_table(
         ["ALERT", "RULE", "SEVERITY", "STATUS", "LEVEL", "RAISED", "SUBJECT", "AREA"],
         [

@@ -1,4 +1,4 @@
-"""`safeguard report timeliness`: the notify service's timeliness report, in a terminal.
+"""`safeguard report timeliness`: the desk's timeliness report, in a terminal.
 
     safeguard report timeliness --from 2026-01-01 --to 2026-07-01 [--rule R] [--area A]
                                 [--over 25d] [--output table|json|csv]
@@ -20,11 +20,11 @@ import httpx
 import typer
 
 from services.cli.api import TIMEOUT_SECONDS, ApiError
-from services.notify.reports.timeliness import readable
+from services.desk.timeliness import readable
 
-report_app = typer.Typer(help="Reports from the notify service.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports from the desk.", no_args_is_help=True)
 
-DEFAULT_URL = "http://127.0.0.1:8082"
+DEFAULT_URL = "http://127.0.0.1:8084"
 PATH = "/v1/reports/timeliness"
 
 
@@ -122,7 +122,7 @@ def timeliness_command(  # noqa: PLR0913, PLR0917 - one parameter per option
         str | None, typer.Option(help="the sentence's threshold, e.g. 25d (default 25d)")
     ] = None,
     url: Annotated[
-        str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the notify service")
+        str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the desk")
     ] = DEFAULT_URL,
     token: Annotated[
         str | None,

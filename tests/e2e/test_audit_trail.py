@@ -52,7 +52,7 @@ def test_each_kind_of_action_leaves_its_record(stack: DevStack) -> None:
     assert code == 202, body
 
     def open_alert() -> dict[str, Any] | None:
-        code, listed, _ = client.request("GET", f"{stack.url('notify')}/v1/alerts?status=open")
+        code, listed, _ = client.request("GET", f"{stack.url('desk')}/v1/alerts?status=open")
         assert code == 200, listed
         return next((a for a in listed["alerts"] if a["subject_id"] == child_id), None)
 
@@ -61,8 +61,8 @@ def test_each_kind_of_action_leaves_its_record(stack: DevStack) -> None:
     alert_id = alert["alert_id"]
 
     assert client.request("GET", f"{stack.url('risk')}/v1/children/{child_id}")[0] == 200
-    assert client.request("GET", f"{stack.url('notify')}/v1/alerts/{alert_id}")[0] == 200
-    base = f"{stack.url('notify')}/v1/alerts/{alert_id}"
+    assert client.request("GET", f"{stack.url('desk')}/v1/alerts/{alert_id}")[0] == 200
+    base = f"{stack.url('desk')}/v1/alerts/{alert_id}"
     code, body, _ = client.request("POST", f"{base}/ack", {"note": NOTE})
     assert code == 202, body
 

@@ -59,7 +59,7 @@ def alerts_for(
     stack: DevStack, child_id: str, status: str | None = None, rule: str = "social-care-referral"
 ) -> list[dict[str, object]]:
     query = f"?status={status}" if status else ""
-    code, body, _ = Client().request("GET", f"{stack.url('notify')}/v1/alerts{query}")
+    code, body, _ = Client().request("GET", f"{stack.url('desk')}/v1/alerts{query}")
     assert code == 200, body
     return [a for a in body["alerts"] if a["subject_id"] == child_id and a["rule"] == rule]
 
@@ -97,7 +97,7 @@ def test_backdated_incident_alerts_and_late_referral_resolves(
 
     resolved = wait_until(lambda: alerts_for(stack, "C-E1", "resolved"))
     assert [a["alert_id"] for a in resolved] == [alert_id]
-    code, detail, _ = client.request("GET", f"{stack.url('notify')}/v1/alerts/{alert_id}")
+    code, detail, _ = client.request("GET", f"{stack.url('desk')}/v1/alerts/{alert_id}")
     assert code == 200
     assert detail["status"] == "resolved"
     # due 24 h after an incident 25 days ago; met 1 day ago: 23 days late.
@@ -106,7 +106,7 @@ def test_backdated_incident_alerts_and_late_referral_resolves(
     # Resolving tells whoever was notified: the duty desk gets a resolution notice. The
     # level-1 delivery's outcome may be recorded before or after the resolution.
     def purposes() -> list[str]:
-        timeline = client.request("GET", f"{stack.url('notify')}/v1/alerts/{alert_id}")[1][
+        timeline = client.request("GET", f"{stack.url('desk')}/v1/alerts/{alert_id}")[1][
             "timeline"
         ]
         return [e["delivery"]["purpose"] for e in timeline if e["kind"] == "notification"]
@@ -115,7 +115,7 @@ def test_backdated_incident_alerts_and_late_referral_resolves(
         "alert",
         "resolution",
     ]
-    detail = client.request("GET", f"{stack.url('notify')}/v1/alerts/{alert_id}")[1]
+    detail = client.request("GET", f"{stack.url('desk')}/v1/alerts/{alert_id}")[1]
     kinds = [entry["kind"] for entry in detail["timeline"]]
     assert kinds[0] == "raised"
     assert sorted(kinds) == ["notification", "notification", "raised", "resolved"]

@@ -155,7 +155,7 @@ def test_a_dead_lettered_event_replayed_after_the_fix_raises_its_alerts_once(
     deadletter(stack, "replay", "--key", CHILD, "--reason", "processing_error", "--by", "ops-test")
     assert wait_until(lambda: duplicates_dropped(stack) > before, timeout=60)
     assert told(webhook) == Counter(dict.fromkeys(RULES, 1))
-    listed = Client().request("GET", f"{stack.url('notify')}/v1/alerts?limit=100")[1]
+    listed = Client().request("GET", f"{stack.url('desk')}/v1/alerts?limit=100")[1]
     mine = [a for a in listed["alerts"] if a["subject_id"] == CHILD]
     assert sorted(a["rule"] for a in mine) == sorted(RULES)
     # Both replays are on the audit trail, by the dead letter's position.
