@@ -42,6 +42,9 @@ class GroupMember(BaseModel):
     subject_id: str
     area: str | None = None
     due_at: AwareDatetime | None = None
+    raised_at: AwareDatetime | None = Field(
+        default=None, description="absent in messages grouped before it was recorded"
+    )
     summary: str
 
     @classmethod
@@ -55,6 +58,7 @@ class GroupMember(BaseModel):
             subject_id=alert.subject_id,
             area=alert.area,
             due_at=alert.due_at,
+            raised_at=alert.raised_at,
             summary=alert.summary,
         )
 
