@@ -28,7 +28,11 @@ Three more behaviours, still pure:
   orphan: late, never lost (a receiver may then see it twice, never not at all).
 - **Raised and resolved together.** A breach whose fulfilment is known before level 1
   went out (risk publishes both together when the fulfilment was already late) is sent
-  once, to level 1, as a resolution notice: not a page followed by an all-clear.
+  once, to level 1, as a resolution notice: not a page followed by an all-clear. Not to
+  a paging channel (PagerDuty): a notice there would open an incident to close it.
+- **Acknowledgements mirrored.** Channels that keep an alert's state of their own
+  (PagerDuty) are told of an acknowledgement, once per acknowledgement, if an alert
+  notification reached them; a resolution tells every channel reached, as before.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from schemas.notifications import (
     AlertAcknowledged,
     AlertClosed,
     AlertReopened,
+    Channel,
     EscalationReason,
     NotificationFailed,
     NotificationPurpose,
@@ -126,10 +131,18 @@ def _ladder_start(record: AlertRecord) -> datetime:
     return record.ladder_from or record.alert.raised_at
 
 
+# Channels holding an alert's state of their own, told when it is acknowledged.
+MIRRORS_ACKNOWLEDGEMENT = frozenset({Channel.PAGERDUTY})
+# Channels that page: a breach already resolved when first told is not sent there.
+PAGES = frozenset({Channel.PAGERDUTY})
+
+
 def notification_id(alert_id: str, purpose: NotificationPurpose, *parts: object) -> str:
     """Return the deterministic id of one notification (the webhook `Idempotency-Key`)."""
     if purpose is NotificationPurpose.RESOLUTION:
         return ":".join([alert_id, "resolved", *map(str, parts)])
+    if purpose is NotificationPurpose.ACKNOWLEDGEMENT:
+        return ":".join([alert_id, "acknowledged", *map(str, parts)])
     return ":".join([alert_id, *map(str, parts)])
 
 
@@ -449,6 +462,8 @@ def advance(
         deadline = _deadline(record, now, limits)
         for pending in decision.dispatches:
             pending.deadline = deadline
+    elif record.status is AlertStatus.ACKNOWLEDGED:
+        _mirror_acknowledgement(record, now, limits, decision)
     elif record.status is AlertStatus.RESOLVED:
         _tell_resolved_breach(record, now, limits, decision)
         for name, told in _reached(record).items():
@@ -482,6 +497,32 @@ def advance(
     return decision
 
 
+def _mirror_acknowledgement(
+    record: AlertRecord, now: datetime, limits: Limits, decision: Decision
+) -> None:
+    """Tell the channels that mirror acknowledgements and were reached: once per ack."""
+    ack = record.acknowledgement
+    if ack is None:
+        return
+    stamp = int(ack.acknowledged_at.timestamp() * 1000)
+    for name, told in _reached(record).items():
+        if told.recipient.channel not in MIRRORS_ACKNOWLEDGEMENT:
+            continue
+        _dispatch(
+            record,
+            decision,
+            notification_id(
+                record.alert.alert_id, NotificationPurpose.ACKNOWLEDGEMENT, stamp, name
+            ),
+            purpose=NotificationPurpose.ACKNOWLEDGEMENT,
+            recipient=told.recipient,
+            level=told.level,
+            round_=0,
+            now=now,
+            deadline=now + limits.max_retry,
+        )
+
+
 def _tell_resolved_breach(
     record: AlertRecord, now: datetime, limits: Limits, decision: Decision
 ) -> None:
@@ -492,6 +533,8 @@ def _tell_resolved_breach(
     if rung is None:
         return
     for recipient in rung.recipients:
+        if recipient.channel in PAGES:
+            continue
         _dispatch(
             record,
             decision,

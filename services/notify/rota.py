@@ -228,10 +228,11 @@ def on_duty(  # noqa: PLR0913 - the rota, the routing fallback, where and when, 
                 return OnDuty(span.receivers, "cover", span.end)
         if rota.calendar is not None:
             receivers = set(known)
-            for span in calendars.get(rota.calendar.key, ()):
-                names = tuple(n for n in span.receivers if n in receivers)
-                if names and span.covers(at):
-                    return OnDuty(names, "calendar", span.end)
+            # Overlapping events (two on duty, a handover) tell everyone on at `at`.
+            now_on = [s for s in calendars.get(rota.calendar.key, ()) if s.covers(at)]
+            names = tuple(dict.fromkeys(n for s in now_on for n in s.receivers if n in receivers))
+            if names:
+                return OnDuty(names, "calendar", min(s.end for s in now_on))
         span_now = shift_at(rota.shifts, at, zone)
         if span_now is not None:
             return OnDuty(span_now.receivers, "shifts", span_now.end)
