@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.ingest",
     "tests.fixtures.netproxy",
+    "tests.fixtures.paging",
 ]
