@@ -8,7 +8,7 @@ points each error at its line in the file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +139,17 @@ class Route:
         }
 
 
-def routes(policy: NotifyPolicy) -> list[Route]:
-    """Return every level of every severity, for the default routing and each area."""
+def routes(policy: NotifyPolicy, at: datetime | None = None) -> list[Route]:
+    """Return every level of every severity, for the default routing and each area.
+
+    With `at`, who the rota has on duty then (weekly shifts and cover; calendar feeds
+    are not fetched here), as an alert raised at that moment would be told.
+    """
     found = []
-    for area in [None, *sorted(policy.routing.areas)]:
+    areas = set(policy.routing.areas) | (set(policy.rota.areas) if at is not None else set())
+    for area in [None, *sorted(areas)]:
         for severity in sorted(policy.escalation, reverse=True):
-            chain = chain_for(policy, severity, area, default_url=None)
+            chain = chain_for(policy, severity, area, default_url=None, at=at)
             for level in chain.levels:
                 recipients = tuple(
                     _address(r.name, r.channel, r.url, r.to) for r in level.recipients
@@ -166,4 +171,12 @@ def routes(policy: NotifyPolicy) -> list[Route]:
 def _address(name: str, channel: Channel, url: str | None, to: tuple[str, ...]) -> str:
     if channel is Channel.WEBHOOK:
         return f"{name} (webhook {url or DEFAULT_WEBHOOK})"
-    return f"{name} ({channel.value} {', '.join(to)})"
+    if channel is Channel.EMAIL:
+        return f"{name} ({channel.value} {', '.join(to)})"
+    return f"{name} ({channel.value})"  # Teams' URL and PagerDuty's key are secrets
+
+
+def parse_at(text: str, policy: NotifyPolicy) -> datetime:
+    """Read `--at`: an ISO 8601 time; without an offset, local time in the policy's zone."""
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo is not None else at.replace(tzinfo=policy.zone)

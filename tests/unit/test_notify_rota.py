@@ -10,6 +10,7 @@ that goes down: the last good copy kept, the failure counted, the copy's age gau
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,10 +22,12 @@ import pytest
 import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
 
 from devtools.broker import free_port
 from devtools.stack import DEFAULT_POLICY
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind
+from services.cli.main import app
 from services.common.clock import FakeClock
 from services.common.policy_file import PolicyError
 from services.notify.channels import EmailChannel, SmtpSettings, WebhookChannel
@@ -413,3 +416,24 @@ def test_a_failed_refresh_keeps_the_last_good_copy_counts_it_and_ages_it(
     asyncio.run(rota.refresh_due())
     assert registry.get_sample_value(failures, age) == 3
     assert rota.snapshot()["north_seniors"] == friday
+
+
+def test_policy_routes_at_a_time_shows_who_the_rota_would_tell(tmp_path: Path) -> None:
+    path = rota_policy(tmp_path)
+    runner = CliRunner()
+
+    def level_one(at: str) -> list[str]:
+        result = runner.invoke(app, ["policy", "routes", str(path), "--output", "json", "--at", at])
+        assert result.exit_code == 0, result.output
+        return next(
+            r["recipients"]
+            for r in json.loads(result.stdout)
+            if r["area"] == "north" and r["severity"] == "critical" and r["level"] == 1
+        )
+
+    assert level_one("2026-12-03T18:59:59") == ["north-day (email north-day@example.org)"]
+    assert level_one("2026-12-03T19:00:00") == ["north-night (email north-night@example.org)"]
+    assert level_one("2026-12-03T19:00:00+00:00") == ["north-night (email north-night@example.org)"]
+    refused = runner.invoke(app, ["policy", "routes", str(path), "--at", "tonight"])
+    assert refused.exit_code == 1
+    assert "not an ISO 8601 time" in refused.stderr
