@@ -18,10 +18,14 @@ from services.notify.retry import Backoff
 
 
 class ChannelBackoff(BaseModel):
-    """One channel's own retry pace (`NOTIFY_DELIVERY__<CHANNEL>__*`)."""
+    """One channel's own retry pace (`NOTIFY_DELIVERY__<CHANNEL>__*`).
 
-    initial_backoff_seconds: float = Field(gt=0)
-    max_backoff_seconds: float = Field(gt=0)
+    Power Automate throttles a flow called in bursts, and PagerDuty rate-limits per
+    routing key: both start slower than a paging gateway.
+    """
+
+    initial_backoff_seconds: float = Field(default=2.0, gt=0)
+    max_backoff_seconds: float = Field(default=60.0, gt=0)
 
     def backoff(self) -> Backoff:
         """Return the channel's backoff."""
@@ -36,14 +40,8 @@ class DeliverySettings(BaseModel):
         default=1.0, gt=0, description="webhooks and email; Teams and PagerDuty have their own"
     )
     max_backoff_seconds: float = Field(default=60.0, gt=0)
-    # Power Automate throttles a flow that is called in bursts, and PagerDuty
-    # rate-limits per routing key: both start slower than a paging gateway.
-    teams: ChannelBackoff = Field(
-        default_factory=lambda: ChannelBackoff(initial_backoff_seconds=2, max_backoff_seconds=60)
-    )
-    pagerduty: ChannelBackoff = Field(
-        default_factory=lambda: ChannelBackoff(initial_backoff_seconds=2, max_backoff_seconds=60)
-    )
+    teams: ChannelBackoff = Field(default_factory=ChannelBackoff)
+    pagerduty: ChannelBackoff = Field(default_factory=ChannelBackoff)
     max_retry_seconds: float = Field(
         default=300.0, gt=0, description="longest a notification is retried before it fails"
     )
