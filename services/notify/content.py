@@ -120,6 +120,15 @@ class Content:
         return _as_alert(first, self.alert)
 
     @property
+    def headline_step(self) -> NextStep | None:
+        """Return the next step of the alert the message leads with (its own ladder)."""
+        headline = self.headline
+        if headline.alert_id == self.alert.alert_id:
+            return self.next_step
+        member = next(m for m in self.members if m.alert_id == headline.alert_id)
+        return member_step(member)
+
+    @property
     def listed(self) -> tuple[GroupMember, ...]:
         """Return the alerts a grouped message lists, most severe first."""
         return ordered(self.members)
@@ -128,9 +137,9 @@ class Content:
         """Return the policy's guidance for `rule`, if any."""
         return self.presentation.guidance.get(rule)
 
-    def next_step_sentence(self) -> str | None:
-        """Return what happens next as a sentence, or None when nothing will."""
-        step = self.next_step
+    def next_step_sentence(self, step: NextStep | None = None) -> str | None:
+        """Return what happens next as a sentence (the headline's), or None when nothing will."""
+        step = step or self.headline_step
         if step is None:
             return None
         who = ", ".join(step.recipients) or "nobody"
@@ -202,6 +211,20 @@ def _next_step(record: AlertRecord) -> NextStep | None:
         level=step.level,
         route=rung.route if rung is not None else None,
         recipients=step.recipients,
+    )
+
+
+def member_step(member: GroupMember) -> NextStep | None:
+    """Return a listed alert's own next step, as noted when the group was formed."""
+    note = member.next_step
+    if note is None:
+        return None
+    return NextStep(
+        at=note.at,
+        kind=note.kind,
+        level=note.level,
+        route=note.route,
+        recipients=tuple(note.recipients),
     )
 
 

@@ -58,6 +58,7 @@ from services.notify.ledger import (
     AlertStatus,
     Delivery,
     GroupMember,
+    NextStepNote,
     PendingDelivery,
     add_entry,
 )
@@ -327,9 +328,32 @@ def _grouped(
         now=now,
         deadline=now,
     )
-    members = [record.alert, *sorted((s.alert for s in waiting), key=lambda a: a.alert_id)]
-    record.deliveries[ident].members = [GroupMember.of(a) for a in members]
+    members = [record, *sorted(waiting, key=lambda s: s.alert.alert_id)]
+    record.deliveries[ident].members = [
+        GroupMember.of(m.alert, _after_level_one(m, now)) for m in members
+    ]
     return True
+
+
+def _after_level_one(record: AlertRecord, now: datetime) -> NextStepNote | None:
+    """Return what an alert's ladder does next once level 1 is told at `now`.
+
+    Each listed alert keeps its own ladder (a group mixes severities): the message
+    shows each one's own countdown, not the leader's.
+    """
+    rung = record.chain.at(2)
+    level_at = _ladder_start(record) + rung.after if rung is not None else None
+    repeat_at = now + record.chain.repeat if record.chain.repeat is not None else None
+    if rung is not None and level_at is not None and (repeat_at is None or level_at <= repeat_at):
+        return NextStepNote(
+            at=level_at, kind="level", level=2, route=rung.route, recipients=list(_names(rung))
+        )
+    first = record.chain.at(1)
+    if repeat_at is None or first is None:
+        return None
+    return NextStepNote(
+        at=repeat_at, kind="repeat", level=1, route=first.route, recipients=list(_names(first))
+    )
 
 
 def _first_message(record: AlertRecord, recipient: str) -> PendingDelivery | None:

@@ -17,10 +17,10 @@ from typing import Any
 
 from schemas.alerts import Severity
 from schemas.notifications import NotificationPurpose
-from services.notify.content import Content, iso
+from services.notify.content import Content, NextStep, iso, member_step
 from services.notify.guidance import Guidance
 from services.notify.ledger import GroupMember, PendingDelivery
-from services.notify.wording import span
+from services.notify.wording import countdown, span
 
 NO_AREA = "not recorded"
 
@@ -65,18 +65,9 @@ def webhook_body(content: Content, pending: PendingDelivery) -> bytes:
     guidance = content.guidance(headline.rule)
     if guidance is not None:
         body["guidance"] = guidance.as_json()
-    step = content.next_step
+    step = content.headline_step
     if step is not None and pending.purpose is NotificationPurpose.ALERT:
-        body["next_step"] = {
-            "at": iso(step.at),
-            "at_local": content.local(step.at),
-            "in_seconds": max(0, int((step.at - content.now).total_seconds())),
-            "kind": step.kind,
-            "level": step.level,
-            "route": step.route,
-            "recipients": list(step.recipients),
-            "text": content.next_step_sentence(),
-        }
+        body["next_step"] = _step_json(content, step)
     if content.reopened:
         body["reopened"] = True
     if content.resolved_breach:
@@ -90,11 +81,27 @@ def webhook_body(content: Content, pending: PendingDelivery) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
+def _step_json(content: Content, step: NextStep) -> dict[str, Any]:
+    return {
+        "at": iso(step.at),
+        "at_local": content.local(step.at),
+        "in_seconds": max(0, int((step.at - content.now).total_seconds())),
+        "kind": step.kind,
+        "level": step.level,
+        "route": step.route,
+        "recipients": list(step.recipients),
+        "text": content.next_step_sentence(step),
+    }
+
+
 def _listed(content: Content, member: GroupMember, pending: PendingDelivery) -> dict[str, Any]:
     item: dict[str, Any] = {
-        **member.model_dump(mode="json", exclude_none=True),
+        **member.model_dump(mode="json", exclude_none=True, exclude={"next_step"}),
         "console_url": content.link(member.alert_id),
     }
+    step = content.next_step if member.alert_id == content.alert.alert_id else member_step(member)
+    if step is not None and pending.purpose is NotificationPurpose.ALERT:
+        item["next_step"] = _step_json(content, step)
     if member.due_at is not None:
         item["due_at_local"] = content.local(member.due_at)
         late = content.overdue(member.due_at)
@@ -264,6 +271,10 @@ def _member_facts(content: Content, member: GroupMember) -> str:
     late = content.overdue(member.due_at)
     if late is not None:
         facts.append(f"overdue {span(late)}")
+    step = content.next_step if member.alert_id == content.alert.alert_id else member_step(member)
+    if step is not None:
+        what = f"level {step.level}" if step.kind == "level" else "told again"
+        facts.append(f"{what} {countdown(step.at, content.now)}")
     return ", ".join(facts) + f": {member.summary}"
 
 

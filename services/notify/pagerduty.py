@@ -33,7 +33,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field
 from schemas.notifications import FailureReason, NotificationPurpose
 from services.common.clock import Clock
 from services.notify.channels import Attempt, HttpClient
-from services.notify.content import Content, iso
+from services.notify.content import Content, iso, member_step
 from services.notify.ledger import PendingDelivery
 from services.notify.wording import span
 
@@ -88,9 +88,11 @@ def _trigger(content: Content, pending: PendingDelivery, alert_id: str) -> dict[
         details["due_at_local"] = content.local(due_at)
     if late is not None:
         details["overdue_for"] = span(late)
-    step = content.next_step_sentence()
-    if step is not None and alert_id == content.alert.alert_id:
-        details["next_step"] = step
+    own = content.next_step if alert_id == content.alert.alert_id else None
+    if alert_id in members and alert_id != content.alert.alert_id:
+        own = member_step(members[alert_id])
+    if own is not None:
+        details["next_step"] = content.next_step_sentence(own)
     guidance = content.guidance(rule)
     if guidance is not None:
         details["what_to_do"] = guidance.action

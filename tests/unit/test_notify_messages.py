@@ -22,7 +22,7 @@ from services.notify.escalation import Limits, advance, open_record
 from services.notify.guidance import Guidance, rules_without_guidance
 from services.notify.ledger import GroupMember, PendingDelivery
 from services.notify.messages import email_message, webhook_body
-from services.notify.policy import Chain, ChainLevel, Recipient, load_policy
+from services.notify.policy import Chain, ChainLevel, Recipient, chain_for, load_policy
 from services.notify.wording import countdown, local_time, span
 
 LONDON = ZoneInfo("Europe/London")
@@ -265,3 +265,41 @@ def test_an_unknown_time_zone_is_refused(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(PolicyError, match="unknown time zone 'Europe/Londres'"):
         load_policy(path)
+
+
+def test_each_alert_of_a_group_counts_down_on_its_own_ladder() -> None:
+    """A medium alert leads the group; the high one it lists escalates far sooner."""
+    medium = alert("al-m", Severity.MEDIUM, "school-notification")
+    high = alert("al-h", Severity.HIGH, "welfare-check")
+    hold = timedelta(seconds=30)
+    records = {
+        a.alert_id: open_record(
+            a, chain_for(POLICY, a.severity, None, default_url="http://gw/hook"), T0, hold=hold
+        )
+        for a in (medium, high)
+    }
+    later = T0 + hold
+    decision = advance(
+        records["al-m"],
+        later,
+        Limits(),
+        siblings=lambda r: [s for s in records.values() if s is not r],
+    )
+    (pending,) = decision.dispatches
+    assert [m.alert_id for m in pending.members] == ["al-m", "al-h"]
+    content = Content.of(records["al-m"], pending, None, Presentation.of(POLICY))
+    body = json.loads(webhook_body(content, pending))
+    assert body["alert"]["alert_id"] == "al-h"
+    # The high alert's own ladder: senior managers 1 h after its raise, not the
+    # medium one's 24 h.
+    assert (body["next_step"]["at"], body["next_step"]["route"]) == (
+        "2026-12-04T04:00:00Z",
+        "senior-manager",
+    )
+    assert "in 59 min" in body["next_step"]["text"]
+    steps = {a["alert_id"]: a["next_step"]["at"] for a in body["alerts"]}
+    assert steps == {"al-h": "2026-12-04T04:00:00Z", "al-m": "2026-12-05T03:00:00Z"}
+    text = email_message(content, pending, sender="s@x").get_body(preferencelist=("plain",))
+    assert text is not None
+    assert "overdue 6 h 5 min, level 2 in 59 min" in text.get_content()
+    assert "level 2 in 23 h 59 min" in text.get_content()
