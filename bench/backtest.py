@@ -39,6 +39,17 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)
 AREAS = ["north", "south", "east", "west", "central", "city"]
 SOURCE = "urn:safeguard:source:bench"
+# Fulfilments come from the sources the default policy accepts for their rules
+# (policy/default.yaml `fulfilment-sources`); everything else from the bench's own.
+SOURCES = {
+    "child.welfare_checked": "urn:safeguard:source:control-room",
+    "referral.shared": "urn:safeguard:source:public-protection",
+    "return_interview.completed": "urn:safeguard:source:childrens-services",
+    "return_interview.shared": "urn:safeguard:source:childrens-services",
+    "referral.decided": "urn:safeguard:source:childrens-services",
+    "safeguarding.action_taken": "urn:safeguard:source:mash",
+    "offender.visited": "urn:safeguard:source:dpmu",
+}
 
 
 class Force:
@@ -48,10 +59,15 @@ class Force:
         self.rng = rng
         self.children = children
         self.serial = 0
+        self.last_referral = ""
 
     def _id(self, prefix: str) -> str:
         self.serial += 1
         return f"{prefix}-{self.serial}"
+
+    def _referral_id(self) -> str:
+        self.last_referral = self._id("R")
+        return self.last_referral
 
     def _event(self, type_: str, at: datetime, data: dict[str, Any]) -> tuple[datetime, str]:
         # Most reports reach the topic within minutes; one in twenty days late.
@@ -65,10 +81,10 @@ class Force:
         event = {
             "specversion": "1.0",
             "id": self._id("ev"),
-            "source": SOURCE,
+            "source": SOURCES.get(type_, SOURCE),
             "type": type_,
             "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "data": data,
+            "data": {"area": rng.choice(AREAS), **data},
             ARRIVAL_FIELD: arrival.isoformat(),
         }
         return arrival, json.dumps(event, separators=(",", ":"))
@@ -131,6 +147,7 @@ class Force:
                 out.append(
                     self._referral(when, child_id, "childrens_social_care", incident, contents)
                 )
+                out.extend(self._decision(when, child_id))
             if child["age"] >= 4 and (when := self._follow_up(at, timedelta(hours=20))):
                 out.append(self._referral(when, child_id, "school", incident, ["incident_details"]))
         return out
@@ -139,13 +156,22 @@ class Force:
         self, at: datetime, child_id: str, agency: str, incident: str, contents: list[str]
     ) -> tuple[datetime, str]:
         data = {
-            "referral_id": self._id("R"),
+            "referral_id": self._referral_id(),
             "child_id": child_id,
             "agency": agency,
             "incident_id": incident,
             "contents": contents,
         }
         return self._event("referral.shared", at, data)
+
+    def _decision(self, referred: datetime, child_id: str) -> list[tuple[datetime, str]]:
+        """Children's social care's decision on the referral just made, if any."""
+        when = self._follow_up(referred, timedelta(hours=20))
+        if when is None:
+            return []
+        referral = self.last_referral
+        data = {"referral_id": referral, "child_id": child_id, "decision": "early_help"}
+        return [self._event("referral.decided", when, data)]
 
     def _missing(self, at: datetime) -> list[tuple[datetime, str]]:
         rng = self.rng
@@ -164,7 +190,7 @@ class Force:
                     "referral.shared",
                     when,
                     {
-                        "referral_id": self._id("R"),
+                        "referral_id": self._referral_id(),
                         "child_id": child_id,
                         "agency": "mash",
                         "episode_id": episode,
@@ -172,6 +198,7 @@ class Force:
                     },
                 )
             )
+            out.extend(self._decision(when, child_id))
         found = at + timedelta(hours=rng.uniform(1, 48))
         out.append(self._event("child.found", found, {"episode_id": episode, "child_id": child_id}))
         if (when := self._follow_up(found, timedelta(hours=72))) is not None:
@@ -182,6 +209,14 @@ class Force:
                     {"episode_id": episode, "child_id": child_id},
                 )
             )
+            if (shared := self._follow_up(when, timedelta(hours=72))) is not None:
+                out.append(
+                    self._event(
+                        "return_interview.shared",
+                        shared,
+                        {"episode_id": episode, "child_id": child_id},
+                    )
+                )
         return out
 
     def _concern(self, at: datetime) -> list[tuple[datetime, str]]:

@@ -51,6 +51,7 @@ def make_events(count: int, prefix: str) -> list[dict[str, object]]:
             "data": {
                 "referral_id": f"R-{i}",
                 "child_id": f"C-{i % 500}",
+                "area": "north",
                 "agency": "childrens_social_care",
                 "incident_id": f"INC-{i % 997}",
                 "contents": ["incident_details", "risk_assessment"],

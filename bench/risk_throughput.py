@@ -105,6 +105,7 @@ def incident(i: int, at: datetime) -> bytes:
             "data": {
                 "incident_id": f"INC-{i}",
                 "category": "neglect",
+                "area": "north",
                 "children": [{"child_id": f"C-{i}", "present": False}],
             },
         }

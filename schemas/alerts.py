@@ -74,10 +74,16 @@ class Rule(StrEnum):
     OFFENDER_ROUTINE_VISIT = "offender-routine-visit"
     FORENSIC_EXAMINATION = "forensic-examination"
     CHILD_IN_CUSTODY = "child-in-custody"
+    STRATEGY_DISCUSSION = "strategy-discussion"
+    MARAC_REFERRAL = "marac-referral"
+    REFERRAL_DECISION = "referral-decision"
+    RETURN_INTERVIEW_SHARED = "return-interview-shared"
+    OFFENDER_RISK_ASSESSMENT = "offender-risk-assessment"
     REPEAT_MISSING = "repeat-missing"
     REPEAT_DOMESTIC_ABUSE = "repeat-domestic-abuse"
     REFERRAL_INCOMPLETE = "referral-incomplete"
     RISK_LEVEL = "risk-level"
+    CUSTODY_ACCOMMODATION_REFUSED = "custody-accommodation-refused"
 
 
 class Severity(StrEnum):
@@ -158,6 +164,11 @@ class AlertRaised(ContractModel):
     due_at: Timestamp | None = None
     raised_at: Timestamp
     summary: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    start_level: Annotated[StrictInt, Field(ge=2)] | None = Field(
+        default=None,
+        description="the escalation ladder starts at this level: every level up to it is "
+        "told at the raise (absent: level 1)",
+    )
 
     @model_validator(mode="after")
     def _one_subject(self) -> Self:
@@ -186,7 +197,10 @@ class AlertResolved(ContractModel):
 
     A fulfilment carries `fulfilment` and `fulfilled_at`; a manual resolution carries
     `resolved_by` instead. `late_by_seconds` is how long after the deadline the
-    fulfilment happened.
+    fulfilment happened. `recorded_at` is when the fulfilment reached Safeguard;
+    `recorded_late_by_seconds` is set when it claims a time in time but was recorded more
+    than the policy's tolerance after that time and after the deadline ("on time as
+    claimed, recorded N late").
     """
 
     alert_id: Identifier
@@ -195,6 +209,8 @@ class AlertResolved(ContractModel):
     fulfilled_at: Timestamp | None = None
     late_by_seconds: Annotated[StrictInt, Field(ge=0)]
     fulfilment: EventRef | None = None
+    recorded_at: Timestamp | None = None
+    recorded_late_by_seconds: Annotated[StrictInt, Field(ge=1)] | None = None
     resolved_by: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")] | None = (
         None
     )

@@ -12,7 +12,7 @@ from typing import Annotated, Self
 from pydantic import Field, StrictInt, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.envelope import ContractModel, Timestamp
+from schemas.envelope import ContractModel, Timestamp, dataschema
 from schemas.errors import FieldError
 
 __all__ = ["DeadLetter", "DeadLetterReason", "KeyEncoding"]
@@ -52,6 +52,10 @@ class DeadLetter(ContractModel):
     key_encoding: KeyEncoding | None
     value: str | None
     failed_at: Timestamp
+    dataschema: str = Field(
+        default=dataschema("deadletter"),
+        description="the record's schema and version; absent in records written before versions",
+    )
 
     @model_validator(mode="after")
     def _key_encoding_with_key(self) -> Self:

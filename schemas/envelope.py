@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "KNOWN_TYPES",
     "MAX_FUTURE_SKEW",
+    "SCHEMA_VERSION",
     "AlertType",
     "AreaCode",
     "CloudEvent",
@@ -38,6 +39,8 @@ __all__ = [
     "Subject",
     "Timestamp",
     "UriReference",
+    "dataschema",
+    "schema_version",
     "wrap",
 ]
 
@@ -55,7 +58,7 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$"
 """Opaque pseudonymous reference from a source system (child, offender, incident...)."""
 
 AreaCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
-"""Policing area code, used to route notifications."""
+"""Area code (a policing area): who may see and act on what concerns it, and its routing."""
 
 # The RFC 3986 URI-reference character set (unreserved, reserved and '%'): anything
 # else, whitespace and control characters included, cannot appear in a URI-reference.
@@ -117,6 +120,12 @@ class EventType(StrEnum):
     FORENSIC_EXAMINATION_COMPLETED = "forensic.examination_completed"
     CUSTODY_CHILD_DETAINED = "custody.child_detained"
     CUSTODY_CHILD_RELEASED = "custody.child_released"
+    REFERRAL_SUPPLEMENTED = "referral.supplemented"
+    REFERRAL_DECIDED = "referral.decided"
+    CHILD_MISSING_REGRADED = "child.missing_regraded"
+    RETURN_INTERVIEW_SHARED = "return_interview.shared"
+    CUSTODY_ACCOMMODATION_REQUESTED = "custody.accommodation_requested"
+    CUSTODY_ACCOMMODATION_REFUSED = "custody.accommodation_refused"
 
 
 class AlertType(StrEnum):
@@ -190,6 +199,25 @@ class Envelope(EventEnvelopeBase):
 
 E = TypeVar("E", bound="CloudEvent")
 
+#: The version of the record schemas this release writes, in every record's `dataschema`
+#: (`urn:safeguard:schema:<type>:<version>`, the `$id` of `schemas/json/<type>.json` plus
+#: the version). A reader takes this version and the one before; a record without
+#: `dataschema` was written before versions were recorded, and reads as version 1.
+SCHEMA_VERSION = 1
+
+
+def dataschema(type_: str, version: int = SCHEMA_VERSION) -> str:
+    """Return the `dataschema` of a record of `type_` in this release's version."""
+    return f"urn:safeguard:schema:{type_}:{version}"
+
+
+def schema_version(value: str | None) -> int:
+    """Return the version a record's `dataschema` names (1 when it has none)."""
+    if value is None or not value.startswith("urn:safeguard:schema:"):
+        return 1
+    _, _, number = value.rpartition(":")
+    return int(number) if number.isdigit() else 1
+
 
 def wrap(  # noqa: PLR0913 - one argument per CloudEvent attribute
     envelope: type[E],
@@ -209,6 +237,7 @@ def wrap(  # noqa: PLR0913 - one argument per CloudEvent attribute
             "type": type_,
             "time": time,
             "datacontenttype": "application/json",
+            "dataschema": dataschema(str(type_)),
             "data": data,
         }
     )

@@ -32,6 +32,7 @@ from schemas.errors import invalid_event_from
 __all__ = [
     "ENVELOPE_TYPES",
     "EVENT_TYPES",
+    "AccommodationRefusal",
     "Age",
     "Agency",
     "ChildFound",
@@ -39,9 +40,15 @@ __all__ = [
     "ChildInvolved",
     "ChildMissing",
     "ChildMissingEvent",
+    "ChildMissingRegraded",
+    "ChildMissingRegradedEvent",
     "ChildWelfareChecked",
     "ChildWelfareCheckedEvent",
     "ConcernLevel",
+    "CustodyAccommodationRefused",
+    "CustodyAccommodationRefusedEvent",
+    "CustodyAccommodationRequested",
+    "CustodyAccommodationRequestedEvent",
     "CustodyChildDetained",
     "CustodyChildDetainedEvent",
     "CustodyChildReleased",
@@ -59,6 +66,7 @@ __all__ = [
     "IncidentReported",
     "IncidentReportedEvent",
     "MissingRiskGrade",
+    "OffenderManagement",
     "OffenderRegistered",
     "OffenderRegisteredEvent",
     "OffenderRiskAssessed",
@@ -67,15 +75,23 @@ __all__ = [
     "OffenderVisited",
     "OffenderVisitedEvent",
     "ReferralContent",
+    "ReferralDecided",
+    "ReferralDecidedEvent",
+    "ReferralDecision",
     "ReferralShared",
     "ReferralSharedEvent",
+    "ReferralSupplemented",
+    "ReferralSupplementedEvent",
     "ReleaseDestination",
     "ReturnInterviewCompleted",
     "ReturnInterviewCompletedEvent",
+    "ReturnInterviewShared",
+    "ReturnInterviewSharedEvent",
     "SafeguardingAction",
     "SafeguardingActionTaken",
     "SafeguardingActionTakenEvent",
     "VisitKind",
+    "VisitOutcome",
     "WelfareOutcome",
     "parse_event",
     "parse_event_json",
@@ -194,6 +210,38 @@ class VisitKind(StrEnum):
     ROUTINE = "routine"
 
 
+class VisitOutcome(StrEnum):
+    """Whether an offender-management visit saw the offender."""
+
+    COMPLETED = "completed"
+    NO_ACCESS = "no_access"
+
+
+class OffenderManagement(StrEnum):
+    """How an offender is managed: `reactive` offenders owe no routine visit cadence."""
+
+    ACTIVE = "active"
+    REACTIVE = "reactive"
+
+
+class ReferralDecision(StrEnum):
+    """Children's social care's decision on a referral."""
+
+    NO_FURTHER_ACTION = "no_further_action"
+    EARLY_HELP = "early_help"
+    CHILD_AND_FAMILY_ASSESSMENT = "child_and_family_assessment"
+    STRATEGY_DISCUSSION = "strategy_discussion"
+    SECTION_47_ENQUIRY = "section_47_enquiry"
+
+
+class AccommodationRefusal(StrEnum):
+    """Why a local authority refused accommodation to a child charged and denied bail."""
+
+    NO_PLACEMENT_AVAILABLE = "no_placement_available"
+    SECURE_ONLY_REQUESTED = "secure_only_requested"
+    OTHER = "other"
+
+
 class ReleaseDestination(StrEnum):
     """Where a child went on release from custody."""
 
@@ -223,10 +271,10 @@ def _distinct_children(children: list[ChildInvolved]) -> list[ChildInvolved]:
 class IncidentReported(ContractModel):
     """An incident was reported; it may involve several children."""
 
+    area: AreaCode
     incident_id: Identifier
     category: IncidentCategory
     dash_risk: DashRisk | None = None
-    area: AreaCode | None = None
     children: Annotated[
         list[ChildInvolved],
         Field(min_length=1, max_length=50),
@@ -237,6 +285,7 @@ class IncidentReported(ContractModel):
 class ChildWelfareChecked(ContractModel):
     """An officer saw and checked a child after an incident."""
 
+    area: AreaCode
     incident_id: Identifier
     child_id: Identifier
     outcome: WelfareOutcome
@@ -245,6 +294,7 @@ class ChildWelfareChecked(ContractModel):
 class ReferralShared(ContractModel):
     """Information about a child was passed to a partner agency."""
 
+    area: AreaCode
     referral_id: Identifier
     child_id: Identifier
     agency: Agency
@@ -261,6 +311,7 @@ class ReferralShared(ContractModel):
 class ChildMissing(ContractModel):
     """A child was reported missing (one episode)."""
 
+    area: AreaCode
     episode_id: Identifier
     child_id: Identifier
     risk_grade: MissingRiskGrade
@@ -269,6 +320,7 @@ class ChildMissing(ContractModel):
 class ChildFound(ContractModel):
     """A missing child was found, closing the episode."""
 
+    area: AreaCode
     episode_id: Identifier
     child_id: Identifier
 
@@ -276,6 +328,7 @@ class ChildFound(ContractModel):
 class ReturnInterviewCompleted(ContractModel):
     """The return interview after a missing episode took place."""
 
+    area: AreaCode
     episode_id: Identifier
     child_id: Identifier
 
@@ -283,6 +336,7 @@ class ReturnInterviewCompleted(ContractModel):
 class ExploitationConcernRaised(ContractModel):
     """A concern that a child is being exploited."""
 
+    area: AreaCode
     concern_id: Identifier
     child_id: Identifier
     kind: ExploitationKind
@@ -293,6 +347,7 @@ class ExploitationConcernRaised(ContractModel):
 class SafeguardingActionTaken(ContractModel):
     """A safeguarding action was taken for a child."""
 
+    area: AreaCode
     action_id: Identifier
     child_id: Identifier
     action: SafeguardingAction
@@ -302,28 +357,34 @@ class SafeguardingActionTaken(ContractModel):
 class OffenderRegistered(ContractModel):
     """A registered sex offender (RSO) came under management."""
 
+    area: AreaCode
     offender_id: Identifier
     risk_level: OffenderRiskLevel
-    area: AreaCode | None = None
+    management: OffenderManagement = OffenderManagement.ACTIVE
 
 
 class OffenderVisited(ContractModel):
     """An offender-management visit took place."""
 
+    area: AreaCode
     offender_id: Identifier
     visit: VisitKind
+    outcome: VisitOutcome = VisitOutcome.COMPLETED
 
 
 class OffenderRiskAssessed(ContractModel):
     """An offender's risk level was (re)assessed; changes the visit cadence."""
 
+    area: AreaCode
     offender_id: Identifier
     risk_level: OffenderRiskLevel
+    management: OffenderManagement = OffenderManagement.ACTIVE
 
 
 class ForensicExaminationRequested(ContractModel):
     """A forensic examination was requested for an indecent-imagery enquiry."""
 
+    area: AreaCode
     enquiry_id: Identifier
     child_ids: Annotated[
         list[Identifier],
@@ -336,12 +397,14 @@ class ForensicExaminationRequested(ContractModel):
 class ForensicExaminationCompleted(ContractModel):
     """The forensic examination for an enquiry was completed."""
 
+    area: AreaCode
     enquiry_id: Identifier
 
 
 class CustodyChildDetained(ContractModel):
     """A child was detained in police custody."""
 
+    area: AreaCode
     custody_id: Identifier
     child_id: Identifier
     age: Age
@@ -351,9 +414,66 @@ class CustodyChildDetained(ContractModel):
 class CustodyChildReleased(ContractModel):
     """A child left police custody."""
 
+    area: AreaCode
     custody_id: Identifier
     child_id: Identifier
     destination: ReleaseDestination
+
+
+class ReferralSupplemented(ContractModel):
+    """More information was added to a referral already shared (named by its id)."""
+
+    area: AreaCode
+    referral_id: Identifier
+    child_id: Identifier
+    contents: Annotated[
+        list[ReferralContent],
+        Field(min_length=1, json_schema_extra={"uniqueItems": True}),
+        AfterValidator(_unique),
+    ]
+
+
+class ReferralDecided(ContractModel):
+    """Children's social care acknowledged a referral and decided what to do."""
+
+    area: AreaCode
+    referral_id: Identifier
+    child_id: Identifier
+    decision: ReferralDecision
+
+
+class ChildMissingRegraded(ContractModel):
+    """A missing episode's risk grade was changed."""
+
+    area: AreaCode
+    episode_id: Identifier
+    child_id: Identifier
+    risk_grade: MissingRiskGrade
+
+
+class ReturnInterviewShared(ContractModel):
+    """The findings of a return interview reached the police."""
+
+    area: AreaCode
+    episode_id: Identifier
+    child_id: Identifier
+
+
+class CustodyAccommodationRequested(ContractModel):
+    """Local-authority accommodation was requested for a child charged and denied bail."""
+
+    area: AreaCode
+    custody_id: Identifier
+    child_id: Identifier
+
+
+class CustodyAccommodationRefused(ContractModel):
+    """The local authority refused the accommodation requested for a child in custody."""
+
+    area: AreaCode
+    custody_id: Identifier
+    child_id: Identifier
+    reason: AccommodationRefusal
 
 
 # --- typed envelopes ------------------------------------------------------------------
@@ -464,6 +584,48 @@ class CustodyChildReleasedEvent(EventEnvelopeBase):
     data: CustodyChildReleased
 
 
+class ReferralSupplementedEvent(EventEnvelopeBase):
+    """CloudEvent of type `referral.supplemented`."""
+
+    type: Literal[EventType.REFERRAL_SUPPLEMENTED]
+    data: ReferralSupplemented
+
+
+class ReferralDecidedEvent(EventEnvelopeBase):
+    """CloudEvent of type `referral.decided`."""
+
+    type: Literal[EventType.REFERRAL_DECIDED]
+    data: ReferralDecided
+
+
+class ChildMissingRegradedEvent(EventEnvelopeBase):
+    """CloudEvent of type `child.missing_regraded`."""
+
+    type: Literal[EventType.CHILD_MISSING_REGRADED]
+    data: ChildMissingRegraded
+
+
+class ReturnInterviewSharedEvent(EventEnvelopeBase):
+    """CloudEvent of type `return_interview.shared`."""
+
+    type: Literal[EventType.RETURN_INTERVIEW_SHARED]
+    data: ReturnInterviewShared
+
+
+class CustodyAccommodationRequestedEvent(EventEnvelopeBase):
+    """CloudEvent of type `custody.accommodation_requested`."""
+
+    type: Literal[EventType.CUSTODY_ACCOMMODATION_REQUESTED]
+    data: CustodyAccommodationRequested
+
+
+class CustodyAccommodationRefusedEvent(EventEnvelopeBase):
+    """CloudEvent of type `custody.accommodation_refused`."""
+
+    type: Literal[EventType.CUSTODY_ACCOMMODATION_REFUSED]
+    data: CustodyAccommodationRefused
+
+
 _AnyEvent: TypeAlias = (
     IncidentReportedEvent
     | ChildWelfareCheckedEvent
@@ -480,6 +642,12 @@ _AnyEvent: TypeAlias = (
     | ForensicExaminationCompletedEvent
     | CustodyChildDetainedEvent
     | CustodyChildReleasedEvent
+    | ReferralSupplementedEvent
+    | ReferralDecidedEvent
+    | ChildMissingRegradedEvent
+    | ReturnInterviewSharedEvent
+    | CustodyAccommodationRequestedEvent
+    | CustodyAccommodationRefusedEvent
 )
 
 Event: TypeAlias = Annotated[_AnyEvent, Field(discriminator="type")]

@@ -7,7 +7,9 @@ breaches. Risk publishes one record per change of an obligation:
 - `opened`: the obligation exists, with its due time;
 - `met`: a fulfilment arrived (`fulfilled_at`); `late_by_seconds` is how late it was
   against `due_at` (negative: early);
-- `breached`: the deadline passed with nothing to meet it (its alert was raised).
+- `breached`: the deadline passed with nothing to meet it (its alert was raised);
+- `updated`: something the report counts changed without opening, meeting or breaching
+  it (a custody transfer requested or refused).
 
 A breached obligation fulfilled later gets a `met` record too (late). Closing an alert by
 hand is not a fulfilment: it is reported from notify's `alert.closed`, with its reason
@@ -37,6 +39,7 @@ class OutcomeKind(StrEnum):
     OPENED = "opened"
     MET = "met"
     BREACHED = "breached"
+    UPDATED = "updated"
 
 
 class ObligationOutcome(ContractModel):
@@ -54,6 +57,22 @@ class ObligationOutcome(ContractModel):
     fulfilled_at: Timestamp | None = None
     late_by_seconds: float | None = Field(
         default=None, description="`met`: fulfilled_at - due_at (negative when early)"
+    )
+    recorded_at: Timestamp | None = Field(
+        default=None, description="`met`: when the fulfilment reached Safeguard"
+    )
+    recorded_late_by_seconds: float | None = Field(
+        default=None,
+        description="`met` on time as claimed but recorded more than the policy's tolerance "
+        "after its claimed time and after the deadline: recorded_at - due_at",
+    )
+    transfer_requested_at: Timestamp | None = Field(
+        default=None,
+        description="`child-in-custody`: when local-authority accommodation was first requested",
+    )
+    transfer_refused_at: Timestamp | None = Field(
+        default=None,
+        description="`child-in-custody`: when the local authority first refused accommodation",
     )
     at: Timestamp = Field(description="when risk recorded this outcome")
 

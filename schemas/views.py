@@ -50,6 +50,7 @@ __all__ = [
     "NextStep",
     "ObligationStatus",
     "RecentEvent",
+    "RefusedFulfilment",
     "RiskFactor",
     "RungRecipient",
     "TimelineEntry",
@@ -177,6 +178,7 @@ class ObligationStatus(StrEnum):
     PENDING = "pending"
     OVERDUE = "overdue"
     MET_ON_TIME = "met_on_time"
+    MET_RECORDED_LATE = "met_recorded_late"
     MET_LATE = "met_late"
 
 
@@ -192,6 +194,14 @@ class ChildObligation(ContractModel):
     status: ObligationStatus
     fulfilled_at: Timestamp | None = None
     fulfilment: EventRef | None = None
+    recorded_at: Timestamp | None = Field(
+        default=None, description="when the fulfilment reached Safeguard"
+    )
+    recorded_late_by_seconds: StrictInt | None = Field(
+        default=None,
+        description="`met_recorded_late`: on time as claimed, recorded this long after the "
+        "deadline",
+    )
     breached: bool = Field(description="its alert was raised (the deadline passed unmet)")
 
 
@@ -201,13 +211,28 @@ class RiskFactor(ContractModel):
     signal: Annotated[str, StringConstraints(max_length=200)]
     points: StrictInt
     at: Timestamp
+    area: str | None = None
 
 
 class RecentEvent(ContractModel):
-    """An event about the child: its type and time, no content."""
+    """An event about the child: its type, time and area, no content."""
 
     type: str
     at: Timestamp
+    area: str | None = None
+
+
+class RefusedFulfilment(ContractModel):
+    """An event from a source the policy does not accept as fulfilling a rule.
+
+    It is kept in the chronology and fulfils nothing. No content.
+    """
+
+    rule: RuleId
+    source: str
+    at: Timestamp = Field(description="the time the event claims")
+    recorded_at: Timestamp = Field(description="when it reached Safeguard")
+    area: str | None = None
 
 
 class ChildView(ContractModel):
@@ -221,6 +246,7 @@ class ChildView(ContractModel):
     factors: list[RiskFactor]
     obligations: list[ChildObligation]
     recent_events: list[RecentEvent]
+    refused_fulfilments: list[RefusedFulfilment] = Field(default_factory=list)
 
 
 class ChildViewEvent(CloudEvent):

@@ -28,7 +28,7 @@ from services.cli.backtest import BadArrival, Result, backtest
 from services.cli.deadletter_commands import deadletter_app
 from services.cli.export import ExportError, export
 from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
-from services.cli.policies import Checked, check_policy, parse_at, routes
+from services.cli.policies import Checked, check_policy, parse_at, routes, rule_routes
 from services.cli.policy_diff import alert_changes, describe, notes
 from services.cli.report import report_app
 from services.common.durations import format_duration
@@ -106,15 +106,18 @@ def policy_routes(
         typer.Option(help="who the rota has on duty then: ISO time, local without offset"),
     ] = None,
 ) -> None:
-    """Show who is told, at which level and when, for each severity and area."""
-    notify = _checked(file).notify
+    """Show who is told, at which level and when, for each severity and area, and per rule."""
+    checked = _checked(file)
     try:
-        when = None if at is None else parse_at(at, notify)
+        when = None if at is None else parse_at(at, checked.notify)
     except ValueError:
         fail("--at: not an ISO 8601 time (2026-12-03T19:00, or with an offset)")
-    found = routes(notify, when)
+    found = routes(checked.notify, when)
+    by_rule = rule_routes(checked, when)
     if output is Output.JSON:
-        print_json([r.to_json() for r in found])
+        print_json(
+            {"ladders": [r.to_json() for r in found], "rules": [r.to_json() for r in by_rule]}
+        )
         return
     print_table(
         ["AREA", "SEVERITY", "LEVEL", "AFTER", "ROUTE", "RECIPIENTS", "REPEAT"],
@@ -129,6 +132,20 @@ def policy_routes(
                 format_duration(r.repeat) if r.repeat else None,
             ]
             for r in found
+        ],
+    )
+    typer.echo("")
+    print_table(
+        ["RULE", "SEVERITY", "AREA", "START", "RECIPIENTS"],
+        [
+            [
+                r.rule,
+                r.severity.value,
+                r.area or "(default)",
+                r.start_level,
+                "; ".join(r.recipients),
+            ]
+            for r in by_rule
         ],
     )
 

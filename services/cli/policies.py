@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schemas.alerts import Severity
+from schemas.alerts import Rule, Severity
 from schemas.notifications import Channel
 from services.common.policy_file import PolicyError
 from services.notify.policy import NotifyPolicy, chain_for
@@ -146,8 +146,7 @@ def routes(policy: NotifyPolicy, at: datetime | None = None) -> list[Route]:
     are not fetched here), as an alert raised at that moment would be told.
     """
     found = []
-    areas = set(policy.routing.areas) | (set(policy.rota.areas) if at is not None else set())
-    for area in [None, *sorted(areas)]:
+    for area in [None, *_areas(policy, at)]:
         for severity in sorted(policy.escalation, reverse=True):
             chain = chain_for(policy, severity, area, default_url=None, at=at)
             for level in chain.levels:
@@ -168,6 +167,12 @@ def routes(policy: NotifyPolicy, at: datetime | None = None) -> list[Route]:
     return found
 
 
+def _areas(policy: NotifyPolicy, at: datetime | None) -> list[str]:
+    """Return the areas whose routes differ: by routing, and by rota at a given time."""
+    areas = set(policy.routing.areas) | (set(policy.rota.areas) if at is not None else set())
+    return sorted(areas)
+
+
 def _address(name: str, channel: Channel, url: str | None, to: tuple[str, ...]) -> str:
     if channel is Channel.WEBHOOK:
         return f"{name} (webhook {url or DEFAULT_WEBHOOK})"
@@ -180,3 +185,91 @@ def parse_at(text: str, policy: NotifyPolicy) -> datetime:
     """Read `--at`: an ISO 8601 time; without an offset, local time in the policy's zone."""
     at = datetime.fromisoformat(text)
     return at if at.tzinfo is not None else at.replace(tzinfo=policy.zone)
+
+
+@dataclass(frozen=True)
+class RuleRoute:
+    """Who is told first when one rule raises at one severity, in one area."""
+
+    rule: str
+    severity: Severity
+    area: str | None
+    start_level: int
+    recipients: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the route as JSON-ready data."""
+        return {
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "area": self.area,
+            "start_level": self.start_level,
+            "recipients": list(self.recipients),
+        }
+
+
+def rule_severities(risk: RiskPolicy) -> dict[str, list[Severity]]:
+    """Return the severities each rule raises at under the risk policy, rule by rule.
+
+    A child's deadline alert is raised one step up while the child is at `high` or
+    `critical` (docs/contract.md section 4); that step is not listed.
+    """
+    o, p = risk.obligations, risk.patterns
+    forensic = o.forensic_examination
+    found: dict[str, list[Severity]] = {
+        Rule.WELFARE_CHECK: [o.welfare_check.severity],
+        Rule.SOCIAL_CARE_REFERRAL: [o.social_care_referral.severity],
+        Rule.SCHOOL_NOTIFICATION: [o.school_notification.severity],
+        Rule.EXPLOITATION_ACTION: [
+            o.exploitation_action.severity,
+            o.exploitation_action.severity_when_level_high,
+        ],
+        Rule.MISSING_REFERRAL: [o.missing_referral.severity],
+        Rule.RETURN_INTERVIEW: [o.return_interview.severity],
+        Rule.OFFENDER_INITIAL_VISIT: [o.offender_initial_visit.severity],
+        Rule.OFFENDER_ROUTINE_VISIT: [o.offender_routine_visit.severity],
+        Rule.FORENSIC_EXAMINATION: [
+            forensic.first.severity,
+            forensic.second.severity,
+            forensic.second.severity_when_contact_restricted,
+        ],
+        Rule.CHILD_IN_CUSTODY: [o.child_in_custody.severity, o.child_in_custody.severity_overnight],
+        Rule.STRATEGY_DISCUSSION: [o.strategy_discussion.severity],
+        Rule.MARAC_REFERRAL: [o.marac_referral.severity],
+        Rule.REFERRAL_DECISION: [o.referral_decision.severity],
+        Rule.RETURN_INTERVIEW_SHARED: [o.return_interview_shared.severity],
+        Rule.OFFENDER_RISK_ASSESSMENT: [o.offender_risk_assessment.severity],
+        Rule.REPEAT_MISSING: [p.repeat_missing.severity],
+        Rule.REPEAT_DOMESTIC_ABUSE: [p.repeat_domestic_abuse.severity],
+        Rule.REFERRAL_INCOMPLETE: [p.referral_incomplete.severity],
+        Rule.RISK_LEVEL: [Severity.HIGH, Severity.CRITICAL],
+        Rule.CUSTODY_ACCOMMODATION_REFUSED: [p.custody_accommodation_refused.severity],
+    }
+    return {rule: sorted(set(severities)) for rule, severities in found.items()}
+
+
+def rule_routes(checked: Checked, at: datetime | None = None) -> list[RuleRoute]:
+    """Return, per rule, severity and area, who the raise reaches at once (at `at`).
+
+    Level 1 for every rule but one told from a higher level
+    (`custody-accommodation-refused`: every level up to its `start-level`, told together
+    when notify applies the alert's `start_level`).
+    """
+    refused = checked.risk.patterns.custody_accommodation_refused
+    found = []
+    for rule, severities in rule_severities(checked.risk).items():
+        start = refused.start_level if rule == Rule.CUSTODY_ACCOMMODATION_REFUSED else 1
+        for severity in severities:
+            for area in [None, *_areas(checked.notify, at)]:
+                chain = chain_for(checked.notify, severity, area, default_url=None, at=at)
+                told = [r.name for level in chain.levels[:start] for r in level.recipients]
+                found.append(
+                    RuleRoute(
+                        rule=rule,
+                        severity=severity,
+                        area=area,
+                        start_level=min(start, len(chain.levels)),
+                        recipients=tuple(dict.fromkeys(told)),
+                    )
+                )
+    return found

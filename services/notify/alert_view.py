@@ -14,6 +14,7 @@ from typing import Any
 
 import pydantic_core
 
+from schemas.envelope import dataschema
 from schemas.views import ALERT_VIEW_TYPE, NOTIFY_SOURCE
 from services.notify.escalation import upcoming
 from services.notify.ledger import AlertRecord
@@ -61,6 +62,7 @@ def alert_view(record: AlertRecord, now: datetime) -> bytes:
         "source": NOTIFY_SOURCE,
         "time": now,
         "datacontenttype": "application/json",
+        "dataschema": dataschema(ALERT_VIEW_TYPE),
         "type": ALERT_VIEW_TYPE,
         "data": data,
     }

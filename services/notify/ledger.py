@@ -113,6 +113,9 @@ class AlertRecord(BaseModel):
     alert: AlertRaised
     chain: Chain
     status: AlertStatus = AlertStatus.OPEN
+    version: int = Field(
+        default=0, ge=0, description="the table value's format (0: before formats were numbered)"
+    )
     partition: int | None = None
     revision: int = Field(default=0, ge=0, description="writes so far: orders the alert's views")
     level: int = Field(default=0, ge=0, description="highest level told so far; 0: none yet")

@@ -30,7 +30,7 @@ from services.common.streams import faust_options, raw_topic, topic_partitions
 from services.risk.http import add_child_page
 from services.risk.keys import SubjectKey, SubjectKind
 from services.risk.logic import RiskLogic, RiskTopics
-from services.risk.metrics import RiskMetrics
+from services.risk.metrics import RiskMetrics, register_calendar
 from services.risk.policy import RiskPolicy
 from services.risk.settings import RiskSettings
 from services.risk.state import SubjectState
@@ -52,6 +52,7 @@ class RiskService:
         self.settings = settings
         self.clock = clock
         self.metrics = RiskMetrics(registry)
+        register_calendar(registry, policy.obligations.school_notification.calendar, clock)
         self.app = faust.App(
             settings.app_id,
             **faust_options(

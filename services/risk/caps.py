@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from services.risk.state import SubjectState
@@ -30,7 +31,11 @@ DEFAULT_CAPS = {
     "patterns": 200,
     "levels": 100,
     "visits": 500,
+    "referrals": 500,
+    "transfers": 500,
+    "refused": 50,
 }
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 # Under the producer's default max.request.size (1 MiB), with room for the changelog
 # record's headers and key.
 MAX_RECORD_BYTES = 900_000
@@ -76,7 +81,19 @@ def cap(state: SubjectState, caps: dict[str, int] | None = None) -> Capped:
         state.detentions, limits["detentions"], lambda kv: kv[1]
     )
     note("detentions", n)
-    for name in ("recent", "patterns", "levels", "visits"):
+    state.referrals, n = _keep_newest_dict(
+        state.referrals,
+        limits["referrals"],
+        lambda kv: kv[1].parts[-1].at if kv[1].parts else EARLIEST,
+    )
+    note("referrals", n)
+    state.transfers, n = _keep_newest_dict(
+        state.transfers,
+        limits["transfers"],
+        lambda kv: kv[1].requested_at or kv[1].refused_at or EARLIEST,
+    )
+    note("transfers", n)
+    for name in ("recent", "patterns", "levels", "visits", "refused"):
         items = getattr(state, name)
         if len(items) > limits[name]:
             items.sort(key=lambda item: item.at)

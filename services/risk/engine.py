@@ -14,20 +14,28 @@ from datetime import datetime
 from schemas.alerts import Rule, Severity, SubjectKind, deterministic_alert_id
 from schemas.events import (
     ChildMissingEvent,
+    ChildMissingRegradedEvent,
+    CustodyAccommodationRefusedEvent,
+    CustodyAccommodationRequestedEvent,
     CustodyChildDetainedEvent,
     Event,
     ExploitationConcernRaisedEvent,
     IncidentCategory,
     IncidentReportedEvent,
+    MissingRiskGrade,
     OffenderRegisteredEvent,
     OffenderRiskAssessedEvent,
     OffenderVisitedEvent,
     ReferralSharedEvent,
+    ReferralSupplementedEvent,
+    VisitOutcome,
 )
+from services.common.timeliness import recorded_late_by
 from services.risk import rules
+from services.risk.concerns import strategy_discussions
 from services.risk.keys import ObligationKey, SubjectKey
-from services.risk.offender import routine_cycles
-from services.risk.patterns import PatternHit, repeats
+from services.risk.offender import assessment_cycles, routine_cycles
+from services.risk.patterns import Occurrence, PatternHit, repeats
 from services.risk.policy import RiskLevel, RiskPolicy
 from services.risk.records import Raised, Resolved
 from services.risk.scoring import Score, score
@@ -41,13 +49,26 @@ from services.risk.state import (
     PatternAlert,
     RecentEvent,
     Ref,
+    Referral,
     SubjectState,
+    Supplement,
+    Transfer,
     Visit,
 )
 
 Effect = Raised | Resolved
 RECENT_EVENTS = 50
+REFUSALS = 50
 ELEVATED = frozenset({RiskLevel.HIGH, RiskLevel.CRITICAL})
+GRADE_ORDER = (
+    MissingRiskGrade.NO_APPARENT_RISK,
+    MissingRiskGrade.LOW,
+    MissingRiskGrade.MEDIUM,
+    MissingRiskGrade.HIGH,
+)
+# Events after which a child's exploitation concerns are looked at again.
+CONCERN_EVENTS = (ExploitationConcernRaisedEvent, ChildMissingEvent, ChildMissingRegradedEvent)
+CUSTODY = rules.BY_RULE[Rule.CHILD_IN_CUSTODY.value]
 
 
 @dataclass
@@ -62,35 +83,46 @@ class Outcome:
     score: Score | None = None
 
 
-def evaluate(state: SubjectState, event: Event, now: datetime, policy: RiskPolicy) -> Outcome:
+def evaluate(  # noqa: C901 - one pass over what an event records, opens and meets
+    state: SubjectState, event: Event, now: datetime, policy: RiskPolicy
+) -> Outcome:
     """Apply one event to a subject's state (in place) and return the alerts it causes."""
     key = f"{event.source}|{event.id}"
     if key in state.seen:
         return Outcome(duplicate=True)
     state.seen[key] = event.time
-    _record(state, event)
+    _record(state, event, now)
 
     touched: set[str] = set()
-    for match, fact in rules.facts(event):
+    found, refused = rules.facts(event, policy, now)
+    if refused:
+        state.refused.extend(refused)
+        state.refused.sort(key=lambda r: r.at)
+        del state.refused[:-REFUSALS]
+    for match, fact in found:
         known = state.facts.setdefault(match, [])
         if fact not in known:
             known.append(fact)
         touched.add(match)
     for new in rules.triggered(event, SubjectKey(state.kind, state.id), policy):
-        if str(ObligationKey(new.rule, new.scope)) not in state.obligations:
-            _open(state, new, now, policy)
-            touched.add(new.match)
+        _open_or_tighten(state, new, now, policy, touched)
     if state.kind == "offender":
-        _sync_routine_cycles(state, now, policy)
-        touched.add(rules.ROUTINE_VISIT.match())
+        _sync_cycles(state, now, policy, touched)
+    elif isinstance(event, CONCERN_EVENTS):
+        for new in strategy_discussions(state, policy):
+            _open_or_tighten(state, new, now, policy, touched)
+    if isinstance(event, ReferralSupplementedEvent | ReferralSharedEvent):
+        # A part of a referral can complete it for whichever rule it was shared for.
+        touched.update(o.match for o in state.obligations.values() if o.requires is not None)
+    _attach_transfers(state)
 
     effects: list[Effect] = []
     for obligation in state.obligations.values():
         if obligation.match in touched and _refresh(state, obligation):
             obligation.resolved = True
-            effects.append(_resolved(state, obligation, now, policy.alert_key))
+            effects.append(_resolved(state, obligation, now, policy))
     effects.extend(_raise_patterns(state, event, now, policy))
-    outcome = _finish(state, now, policy, rules.ref(event))
+    outcome = _finish(state, now, policy, rules.ref(event), event.data.area)
     outcome.effects[:0] = effects
     _prune(state, now, policy)
     return outcome
@@ -98,7 +130,7 @@ def evaluate(state: SubjectState, event: Event, now: datetime, policy: RiskPolic
 
 def check(state: SubjectState, now: datetime, policy: RiskPolicy) -> Outcome:
     """Raise every breach the clock reveals; each at most once."""
-    outcome = _finish(state, now, policy, None)
+    outcome = _finish(state, now, policy, None, None)
     if outcome.effects:
         _prune(state, now, policy)
     return outcome
@@ -116,39 +148,95 @@ def obligation_alert_id(state: SubjectState, obligation: Obligation, key: bytes)
     return obligation.alert_id
 
 
-def _record(state: SubjectState, event: Event) -> None:
-    state.recent.append(RecentEvent(type=event.type, at=event.time))
+def _record(state: SubjectState, event: Event, now: datetime) -> None:  # noqa: C901
+    area = event.data.area
+    state.recent.append(RecentEvent(type=event.type, at=event.time, area=area))
     state.recent.sort(key=lambda r: r.at)
     del state.recent[:-RECENT_EVENTS]
     data = event.data
     age = getattr(data, "age", None)
+    ref = rules.ref(event)
     if isinstance(event, IncidentReportedEvent):
         child = next(c for c in event.data.children if c.child_id == state.id)
         age = child.age
         state.incidents[event.data.incident_id] = Incident(
-            at=event.time, category=event.data.category, present=child.present
+            at=event.time, category=event.data.category, present=child.present, area=area
         )
-    elif isinstance(event, ChildMissingEvent):
-        state.episodes[event.data.episode_id] = Episode(at=event.time, grade=event.data.risk_grade)
+    elif isinstance(event, ChildMissingEvent | ChildMissingRegradedEvent):
+        _record_episode(state, event, ref)
     elif isinstance(event, ExploitationConcernRaisedEvent):
-        state.concerns[event.data.concern_id] = Concern(at=event.time, level=event.data.level)
+        state.concerns[event.data.concern_id] = Concern(
+            at=event.time, level=event.data.level, area=area, ref=ref
+        )
     elif isinstance(event, CustodyChildDetainedEvent):
         state.detentions[event.data.custody_id] = event.time
+        state.detention_areas[event.data.custody_id] = area
+    elif isinstance(event, CustodyAccommodationRequestedEvent | CustodyAccommodationRefusedEvent):
+        transfer = state.transfers.setdefault(event.data.custody_id, Transfer())
+        if isinstance(event, CustodyAccommodationRequestedEvent):
+            transfer.requested_at = _earliest(transfer.requested_at, event.time)
+        else:
+            transfer.refused_at = _earliest(transfer.refused_at, event.time)
+    elif isinstance(event, ReferralSharedEvent | ReferralSupplementedEvent):
+        _record_referral(state, event, now)
     elif isinstance(event, OffenderRegisteredEvent | OffenderRiskAssessedEvent):
         state.levels.append(
             LevelChange(
                 at=event.time,
                 level=event.data.risk_level,
-                ref=rules.ref(event),
+                ref=ref,
                 assessed=isinstance(event, OffenderRiskAssessedEvent),
+                management=event.data.management,
+                area=area,
             )
         )
         state.levels.sort(key=lambda change: change.at)
-    elif isinstance(event, OffenderVisitedEvent):
-        state.visits.append(Visit(at=event.time, ref=rules.ref(event)))
+    elif isinstance(event, OffenderVisitedEvent) and event.data.outcome is VisitOutcome.COMPLETED:
+        # A no-access visit is kept in the chronology (`recent`) and counts as no visit.
+        state.visits.append(Visit(at=event.time, ref=ref, area=area))
         state.visits.sort(key=lambda visit: visit.at)
     if isinstance(age, int):
         state.age = age
+
+
+def _earliest(known: datetime | None, at: datetime) -> datetime:
+    return at if known is None else min(known, at)
+
+
+def _record_episode(
+    state: SubjectState, event: ChildMissingEvent | ChildMissingRegradedEvent, ref: Ref
+) -> None:
+    data = event.data
+    known = state.episodes.get(data.episode_id)
+    grade = data.risk_grade
+    if known is None:
+        state.episodes[data.episode_id] = Episode(
+            at=event.time, grade=grade, area=data.area, ref=ref
+        )
+        return
+    if GRADE_ORDER.index(grade) > GRADE_ORDER.index(known.grade):
+        known.grade = grade
+    if isinstance(event, ChildMissingEvent) and event.time < known.at:
+        # The episode began when the child went missing, whatever arrived first.
+        known.at, known.ref = event.time, ref
+
+
+def _record_referral(
+    state: SubjectState, event: ReferralSharedEvent | ReferralSupplementedEvent, now: datetime
+) -> None:
+    if isinstance(event, ReferralSharedEvent) and event.data.agency not in rules.SOCIAL_CARE:
+        return
+    data = event.data
+    referral = state.referrals.setdefault(data.referral_id, Referral())
+    part = Supplement(at=event.time, contents=[c.value for c in data.contents], recorded_at=now)
+    referral.parts.append(part)
+    referral.parts.sort(key=lambda p: p.at)
+    if isinstance(event, ReferralSharedEvent):
+        referral.at = event.time
+        referral.sent = part.contents
+        referral.incident = event.data.incident_id
+        referral.area = data.area
+        referral.ref = rules.ref(event)
 
 
 def _open(
@@ -169,44 +257,113 @@ def _open(
         summary=new.summary,
         not_before=new.not_before,
         strictly_after=new.strictly_after,
+        requires=sorted(new.requires) if new.requires is not None else None,
     )
     state.obligations[obligation.key] = obligation
     return obligation
 
 
-def _sync_routine_cycles(state: SubjectState, now: datetime, policy: RiskPolicy) -> None:
+def _open_or_tighten(
+    state: SubjectState,
+    new: rules.NewObligation,
+    now: datetime,
+    policy: RiskPolicy,
+    touched: set[str],
+) -> None:
+    existing = state.obligations.get(str(ObligationKey(new.rule, new.scope)))
+    if existing is None:
+        _open(state, new, now, policy)
+        touched.add(new.match)
+    elif (
+        new.stricter
+        and new.due_at < existing.due_at
+        and not existing.raised
+        and existing.fulfilled_at is None
+    ):
+        # Opened again with an earlier deadline (a re-graded episode): the earlier wins.
+        existing.due_at = new.due_at
+        existing.check_at = max(new.due_at, now + policy.settle)
+        existing.summary = new.summary
+
+
+def _sync_cycles(state: SubjectState, now: datetime, policy: RiskPolicy, touched: set[str]) -> None:
     # Cycles are derived from the whole history, so a visit or assessment arriving out
     # of order re-shapes them; a cycle already breached keeps its alert.
-    wanted = {str(ObligationKey(c.rule, c.scope)): c for c in routine_cycles(state, policy)}
-    for key, obligation in list(state.obligations.items()):
-        if (
-            obligation.rule == Rule.OFFENDER_ROUTINE_VISIT
-            and key not in wanted
-            and not obligation.raised
-        ):
-            del state.obligations[key]
-    for key, cycle in wanted.items():
-        existing = state.obligations.get(key)
-        if existing is None:
-            _open(state, cycle, now, policy)
-        elif not existing.raised:
-            existing.due_at = cycle.due_at
-            existing.check_at = max(cycle.due_at, now + policy.settle)
+    for rule, cycles in (
+        (rules.ROUTINE_VISIT, routine_cycles(state, policy)),
+        (rules.RISK_ASSESSMENT, assessment_cycles(state, policy)),
+    ):
+        wanted = {str(ObligationKey(c.rule, c.scope)): c for c in cycles}
+        for key, obligation in list(state.obligations.items()):
+            if obligation.rule == rule.rule and key not in wanted and not obligation.raised:
+                del state.obligations[key]
+        for key, cycle in wanted.items():
+            existing = state.obligations.get(key)
+            if existing is None:
+                _open(state, cycle, now, policy)
+            elif not existing.raised:
+                existing.due_at = cycle.due_at
+                existing.check_at = max(cycle.due_at, now + policy.settle)
+        touched.add(rule.match())
+
+
+def _attach_transfers(state: SubjectState) -> None:
+    """Copy each custody's accommodation requests and refusals onto its obligations."""
+    if not state.transfers:
+        return
+    for obligation in state.obligations.values():
+        if obligation.rule != CUSTODY.rule:
+            continue
+        transfer = state.transfers.get(obligation.scope.split("|", 1)[0])
+        if transfer is not None:
+            obligation.transfer_requested_at = transfer.requested_at
+            obligation.transfer_refused_at = transfer.refused_at
+
+
+def _completed(
+    state: SubjectState, fact: Fact, requires: list[str] | None
+) -> tuple[datetime, datetime | None] | None:
+    """Return when a fact fulfils an obligation needing `requires`, and when that was recorded.
+
+    A referral fulfils once it, with its supplements, holds everything required: at the
+    time of the part that completed it. None while it lacks something.
+    """
+    if requires is None or fact.referral is None:
+        return fact.at, fact.recorded_at
+    referral = state.referrals.get(fact.referral)
+    if referral is None:
+        return fact.at, fact.recorded_at  # kept before referrals were: judged complete
+    held: set[str] = set()
+    recorded = fact.recorded_at
+    needed = set(requires)
+    for part in referral.parts:
+        held.update(part.contents)
+        if part.recorded_at is not None:
+            recorded = part.recorded_at if recorded is None else max(recorded, part.recorded_at)
+        if needed <= held:
+            return max(fact.at, part.at), recorded
+    return None
 
 
 def _refresh(state: SubjectState, obligation: Obligation) -> bool:
     """Match facts to an obligation; True when this newly resolves a raised alert."""
-    candidates = [f for f in state.facts.get(obligation.match, []) if obligation.accepts(f.at)]
-    best: Fact | None = min(candidates, key=lambda f: f.at, default=None)
+    best: tuple[datetime, datetime | None, Ref] | None = None
+    for fact in state.facts.get(obligation.match, []):
+        if not obligation.accepts(fact.at):
+            continue
+        completed = _completed(state, fact, obligation.requires)
+        if completed is not None and (best is None or completed[0] < best[0]):
+            best = (completed[0], completed[1], fact.ref)
     if best is None:
         return False
-    if obligation.fulfilled_at is None or best.at < obligation.fulfilled_at:
-        obligation.fulfilled_at = best.at
-        obligation.fulfilment = best.ref
+    if obligation.fulfilled_at is None or best[0] < obligation.fulfilled_at:
+        obligation.fulfilled_at, obligation.fulfilment_recorded_at, obligation.fulfilment = best
     return obligation.raised and not obligation.resolved
 
 
-def _finish(state: SubjectState, now: datetime, policy: RiskPolicy, trigger: Ref | None) -> Outcome:
+def _finish(
+    state: SubjectState, now: datetime, policy: RiskPolicy, trigger: Ref | None, area: str | None
+) -> Outcome:
     """Raise due breaches, then re-score a child and raise a rise to high or critical."""
     # Scored before the first breach is marked, and only if there is one: the clock's
     # checks mostly find nothing due.
@@ -228,20 +385,26 @@ def _finish(state: SubjectState, now: datetime, policy: RiskPolicy, trigger: Ref
         obligation.raised = True
         severity = obligation.severity.bump() if bump else obligation.severity
         effects.append(_raised(state, obligation, severity, now, policy.alert_key))
-        trigger = trigger or obligation.trigger
+        if trigger is None:
+            trigger, area = obligation.trigger, obligation.area
         if fulfilled_at is not None:
             # Met, but late: a breach all the same, raised and resolved together.
             obligation.resolved = True
-            effects.append(_resolved(state, obligation, now, policy.alert_key))
+            effects.append(_resolved(state, obligation, now, policy))
     outcome = Outcome(effects=effects, lags=lags)
     if state.kind == "child" and trigger is not None:
         outcome.score = score(state, now, policy.scoring)
-        effects.extend(_rescore(state, now, policy, trigger, outcome.score))
+        effects.extend(_rescore(state, now, policy, trigger, area, outcome.score))
     return outcome
 
 
-def _rescore(
-    state: SubjectState, now: datetime, policy: RiskPolicy, trigger: Ref, current: Score
+def _rescore(  # noqa: PLR0913, PLR0917 - the decision and what it is about
+    state: SubjectState,
+    now: datetime,
+    policy: RiskPolicy,
+    trigger: Ref,
+    area: str | None,
+    current: Score,
 ) -> list[Effect]:
     previous, state.level = state.level, current.level
     if current.level.rank <= previous.rank or current.level not in ELEVATED:
@@ -260,7 +423,7 @@ def _rescore(
             f"({current.points} points; latest: {top})",
             trigger=trigger,
             due_at=None,
-            area=None,
+            area=area,
             now=now,
         )
     ]
@@ -271,44 +434,45 @@ def _raise_patterns(
 ) -> list[Effect]:
     patterns = policy.patterns
     hits: list[PatternHit] = []
-    if isinstance(event, ChildMissingEvent):
+    if isinstance(event, ChildMissingEvent | ChildMissingRegradedEvent):
         hits = repeats(
             Rule.REPEAT_MISSING,
-            [(e.at, episode) for episode, e in state.episodes.items()],
+            [Occurrence(e.at, episode, e.area) for episode, e in state.episodes.items()],
             patterns.repeat_missing,
             [p.at for p in state.patterns if p.rule == Rule.REPEAT_MISSING],
             "missing episodes",
         )
-    elif (
-        isinstance(event, IncidentReportedEvent)
-        and event.data.category is IncidentCategory.DOMESTIC_ABUSE
-    ):
-        hits = repeats(
-            Rule.REPEAT_DOMESTIC_ABUSE,
-            [
-                (i.at, incident)
-                for incident, i in state.incidents.items()
-                if i.category is IncidentCategory.DOMESTIC_ABUSE
-            ],
-            patterns.repeat_domestic_abuse,
-            [p.at for p in state.patterns if p.rule == Rule.REPEAT_DOMESTIC_ABUSE],
-            "domestic abuse incidents",
-        )
-    elif isinstance(event, ReferralSharedEvent) and event.data.agency in rules.SOCIAL_CARE:
-        incomplete = patterns.referral_incomplete
-        missing = [c.value for c in incomplete.required_contents if c not in event.data.contents]
-        if missing:
-            hits = [
-                PatternHit(
-                    rule=Rule.REFERRAL_INCOMPLETE,
-                    scope=event.data.referral_id,
-                    at=event.time,
-                    severity=incomplete.severity,
-                    summary="Referral to children's social care lacks "
-                    + " and ".join(missing).replace("_", " "),
-                    trigger=rules.ref(event),
-                )
-            ]
+    elif isinstance(event, IncidentReportedEvent):
+        if event.data.category is IncidentCategory.DOMESTIC_ABUSE:
+            hits = repeats(
+                Rule.REPEAT_DOMESTIC_ABUSE,
+                [
+                    Occurrence(i.at, incident, i.area)
+                    for incident, i in state.incidents.items()
+                    if i.category is IncidentCategory.DOMESTIC_ABUSE
+                ],
+                patterns.repeat_domestic_abuse,
+                [p.at for p in state.patterns if p.rule == Rule.REPEAT_DOMESTIC_ABUSE],
+                "domestic abuse incidents",
+            )
+        hits.extend(_incomplete_referrals(state, policy))
+    elif isinstance(event, ReferralSharedEvent):
+        hits = _incomplete_referrals(state, policy)
+    elif isinstance(event, CustodyAccommodationRefusedEvent):
+        refused = patterns.custody_accommodation_refused
+        hits = [
+            PatternHit(
+                rule=Rule.CUSTODY_ACCOMMODATION_REFUSED,
+                scope=event.data.custody_id,
+                at=event.time,
+                severity=refused.severity,
+                summary="The local authority refused accommodation to a child charged and "
+                "denied bail (" + event.data.reason.value.replace("_", " ") + ")",
+                trigger=rules.ref(event),
+                area=event.data.area,
+                start_level=refused.start_level if refused.start_level > 1 else None,
+            )
+        ]
     effects: list[Effect] = []
     for hit in hits:
         if any(p.rule == hit.rule and p.scope == hit.scope for p in state.patterns):
@@ -324,11 +488,46 @@ def _raise_patterns(
                 summary=hit.summary,
                 trigger=hit.trigger or rules.ref(event),
                 due_at=None,
-                area=None,
+                area=hit.area or event.data.area,
                 now=now,
+                start_level=hit.start_level,
             )
         )
     return effects
+
+
+def _incomplete_referrals(state: SubjectState, policy: RiskPolicy) -> list[PatternHit]:
+    """Return a hit for each referral whose own contents lack what its category requires.
+
+    Judged on the referral as it was sent (supplements complete it for the referral rules
+    but do not undo the alert), with the requirements of its incident's category once
+    that is known, the default's before.
+    """
+    incomplete = policy.patterns.referral_incomplete
+    hits = []
+    for referral_id, referral in state.referrals.items():
+        if referral.at is None or referral.ref is None or referral.alerted:
+            continue
+        incident = state.incidents.get(referral.incident or "")
+        required = incomplete.required(incident.category if incident else None)
+        held = set(referral.sent or [])
+        missing = sorted(c.value for c in required if c.value not in held)
+        if not missing:
+            continue
+        referral.alerted = True
+        hits.append(
+            PatternHit(
+                rule=Rule.REFERRAL_INCOMPLETE,
+                scope=referral_id,
+                at=referral.at,
+                severity=incomplete.severity,
+                summary="Referral to children's social care lacks "
+                + " and ".join(missing).replace("_", " "),
+                trigger=referral.ref,
+                area=referral.area,
+            )
+        )
+    return hits
 
 
 def _alert(  # noqa: PLR0913 - an alert has this many parts
@@ -344,6 +543,7 @@ def _alert(  # noqa: PLR0913 - an alert has this many parts
     area: str | None,
     now: datetime,
     ident: str | None = None,
+    start_level: int | None = None,
 ) -> Raised:
     return Raised(
         alert_id=ident or alert_id(state, rule, scope, key),
@@ -355,6 +555,7 @@ def _alert(  # noqa: PLR0913 - an alert has this many parts
         due_at=due_at,
         raised_at=now,
         summary=summary,
+        start_level=start_level,
         **{f"{state.kind}_id": state.id},
     )
 
@@ -377,17 +578,29 @@ def _raised(
     )
 
 
-def _resolved(state: SubjectState, obligation: Obligation, now: datetime, key: bytes) -> Resolved:
+def recorded_late(obligation: Obligation, policy: RiskPolicy) -> int | None:
+    """Return how long after its deadline an on-time fulfilment was recorded, if reported apart."""
+    fulfilled, recorded = obligation.fulfilled_at, obligation.fulfilment_recorded_at
+    if fulfilled is None or recorded is None:
+        return None
+    return recorded_late_by(obligation.due_at, fulfilled, recorded, policy.backdating_tolerance)
+
+
+def _resolved(
+    state: SubjectState, obligation: Obligation, now: datetime, policy: RiskPolicy
+) -> Resolved:
     assert obligation.fulfilled_at is not None  # noqa: S101 - only called once fulfilled
     assert obligation.fulfilment is not None  # noqa: S101 - set with fulfilled_at
     late = max(0, int((obligation.fulfilled_at - obligation.due_at).total_seconds()))
     return Resolved(
-        alert_id=obligation_alert_id(state, obligation, key),
+        alert_id=obligation_alert_id(state, obligation, policy.alert_key),
         rule=obligation.rule,
         resolved_at=now,
         fulfilled_at=obligation.fulfilled_at,
         late_by_seconds=late,
         fulfilment=obligation.fulfilment,
+        recorded_at=obligation.fulfilment_recorded_at,
+        recorded_late_by_seconds=recorded_late(obligation, policy),
     )
 
 
@@ -410,4 +623,16 @@ def _prune(state: SubjectState, now: datetime, policy: RiskPolicy) -> None:
     state.episodes = {k: e for k, e in state.episodes.items() if e.at >= horizon}
     state.concerns = {k: c for k, c in state.concerns.items() if c.at >= horizon}
     state.detentions = {k: at for k, at in state.detentions.items() if at >= horizon}
+    state.detention_areas = {
+        k: a for k, a in state.detention_areas.items() if k in state.detentions
+    }
     state.patterns = [p for p in state.patterns if p.at >= horizon]
+    state.referrals = {
+        k: r for k, r in state.referrals.items() if r.parts and r.parts[-1].at >= horizon
+    }
+    state.transfers = {
+        k: t
+        for k, t in state.transfers.items()
+        if max(t.requested_at or horizon, t.refused_at or horizon) > horizon
+    }
+    state.refused = [r for r in state.refused if r.at >= horizon]

@@ -3,8 +3,8 @@
 It reads through a narrow read model (a function from child id to state), so the page
 does not depend on the app that wires it. Every view served is first recorded on the
 audit topic (who looked at which child, when); a view that cannot be recorded is not
-served. A token scoped to areas sees a child only when one of the child's obligations is
-in its areas, or none has an area.
+served. A token scoped to areas sees a child only when one of the child's obligations or
+events is in its areas, or none has an area (state written before events carried one).
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def add_child_page(  # noqa: PLR0913 - the page's collaborators
 
 
 def child_areas(state: SubjectState) -> set[str]:
-    """Return the areas a child's obligations were raised in."""
-    return {o.area for o in state.obligations.values() if o.area is not None}
+    """Return the areas of a child's obligations and of the events about the child."""
+    areas = {o.area for o in state.obligations.values() if o.area is not None}
+    areas.update(r.area for r in state.recent if r.area is not None)
+    return areas
 
 
 def child_summary(state: SubjectState, now: datetime, policy: RiskPolicy) -> dict[str, Any]:
@@ -78,6 +80,7 @@ def child_summary(state: SubjectState, now: datetime, policy: RiskPolicy) -> dic
         "open_obligations": [
             {
                 "rule": o.rule,
+                "area": o.area,
                 "due_at": o.due_at.isoformat(),
                 "severity": o.severity.value,
                 "status": "overdue" if o.raised else "pending",
@@ -85,5 +88,11 @@ def child_summary(state: SubjectState, now: datetime, policy: RiskPolicy) -> dic
             for o in sorted(state.obligations.values(), key=lambda o: o.due_at)
             if o.pending or (o.raised and not o.resolved)
         ],
-        "recent_events": [{"type": r.type, "at": r.at.isoformat()} for r in reversed(state.recent)],
+        "recent_events": [
+            {"type": r.type, "at": r.at.isoformat(), "area": r.area} for r in reversed(state.recent)
+        ],
+        "refused_fulfilments": [
+            {"rule": r.rule, "source": r.source, "at": r.at.isoformat(), "area": r.area}
+            for r in reversed(state.refused)
+        ],
     }

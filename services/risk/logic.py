@@ -46,6 +46,9 @@ from services.risk.state import SubjectState
 log = structlog.get_logger(__name__)
 
 HOMES_CACHED = 65536
+NO_AREA = "none"
+# ("open" or "overdue", rule, area): a series of the open- and overdue-obligation gauges.
+Watched = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,9 @@ class RiskEffects:
     closed: list[OutcomeRecord] = field(default_factory=list)
     capped: Capped | None = None
     kind: str = ""
-    # Open obligations by rule before and after, for the gauge.
-    pending_before: Counter[str] = field(default_factory=Counter)
-    pending_after: Counter[str] = field(default_factory=Counter)
+    # Open and overdue obligations by (kind, rule, area) before and after, for the gauges.
+    pending_before: Counter[Watched] = field(default_factory=Counter)
+    pending_after: Counter[Watched] = field(default_factory=Counter)
 
 
 class RiskLogic:
@@ -85,7 +88,7 @@ class RiskLogic:
         self.metrics = metrics
         self.topics = topics
         self.partitions = partitions
-        self.pending: Counter[str] = Counter()
+        self.pending: Counter[Watched] = Counter()
         # murmur2 in pure Python costs more than the rest of routing: remember recent ids.
         self.home = functools.lru_cache(maxsize=HOMES_CACHED)(self._home)
 
@@ -184,7 +187,7 @@ class RiskLogic:
         for effect in outcome.effects:
             value = raised_event(effect) if isinstance(effect, Raised) else resolved_event(effect)
             records.append(Record(self.topics.alerts, effect.alert_id.encode(), value))
-        changed = outcomes.changes(before, state, now, self.policy.alert_key)
+        changed = outcomes.changes(before, state, now, self.policy)
         records.extend(
             Record(self.topics.outcomes, change.obligation_id.encode(), outcome_event(change))
             for change in changed
@@ -196,7 +199,7 @@ class RiskLogic:
         effects = RiskEffects(
             event_type=event_type,
             outcome=outcome,
-            closed=[c for c in changed if c.outcome is not OutcomeKind.OPENED],
+            closed=[c for c in changed if c.outcome in (OutcomeKind.MET, OutcomeKind.BREACHED)],
             capped=capped,
             kind=state.kind,
             pending_before=_pending_in(before),
@@ -228,7 +231,12 @@ class RiskLogic:
         for closed in effects.closed:
             label = "breached"
             if closed.outcome is OutcomeKind.MET:
-                label = classify(closed.due_at, closed.fulfilled_at, closed.at).value
+                label = classify(
+                    closed.due_at,
+                    closed.fulfilled_at,
+                    closed.at,
+                    recorded_late=closed.recorded_late_by_seconds is not None,
+                ).value
             metrics.closed.labels(rule=closed.rule, outcome=label).inc()
             late = closed.late_by_seconds
             if late is not None and late > 0:
@@ -251,16 +259,19 @@ class RiskLogic:
         """Count a recovered subject's open obligations in the gauge."""
         self._move_pending(Counter(), _pending_by_rule(state))
 
-    def _move_pending(self, old: Counter[str], new: Counter[str]) -> None:
-        for rule in old.keys() | new.keys():
-            if new[rule] != old[rule]:
-                self.pending[rule] += new[rule] - old[rule]
-                self.metrics.open_obligations.labels(rule=rule).set(self.pending[rule])
+    def _move_pending(self, old: Counter[Watched], new: Counter[Watched]) -> None:
+        for key in old.keys() | new.keys():
+            if new[key] != old[key]:
+                self.pending[key] += new[key] - old[key]
+                kind, rule, area = key
+                gauge = self.metrics.open_obligations if kind == "open" else self.metrics.overdue
+                gauge.labels(rule=rule, area=area).set(self.pending[key])
 
     def forget(self, now: datetime) -> None:  # noqa: ARG002 - part of the Logic protocol
-        """Clear the gauge before a rebuild."""
+        """Clear the gauges before a rebuild."""
         self.pending.clear()
         self.metrics.open_obligations.clear()
+        self.metrics.overdue.clear()
 
 
 def _report_capped(metrics: RiskMetrics, kind: str, capped: Capped) -> None:
@@ -269,11 +280,17 @@ def _report_capped(metrics: RiskMetrics, kind: str, capped: Capped) -> None:
         log.warning("state_capped", kind=kind, collection=collection, dropped=count)
 
 
-def _pending_in(snapshot: dict[str, outcomes.Seen]) -> Counter[str]:
+def _pending_in(snapshot: dict[str, outcomes.Seen]) -> Counter[Watched]:
     return Counter(
-        seen.rule for seen in snapshot.values() if not seen.fulfilled and not seen.raised
+        ("overdue" if seen.raised else "open", seen.rule, seen.area or NO_AREA)
+        for seen in snapshot.values()
+        if not seen.fulfilled
     )
 
 
-def _pending_by_rule(state: SubjectState) -> Counter[str]:
-    return Counter(o.rule for o in state.obligations.values() if o.pending)
+def _pending_by_rule(state: SubjectState) -> Counter[Watched]:
+    return Counter(
+        ("overdue" if o.raised else "open", o.rule, o.area or NO_AREA)
+        for o in state.obligations.values()
+        if o.fulfilled_at is None
+    )

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from services.common.clock import Clock
+from services.risk.calendar import DEFAULT_AREA, SchoolCalendar
 
 
 class RiskMetrics:
@@ -51,8 +58,16 @@ class RiskMetrics:
         )
         self.open_obligations = Gauge(
             "safeguard_risk_open_obligations",
-            "Obligations whose deadline is still being watched, by rule (this worker).",
-            ["rule"],
+            "Obligations whose deadline is still being watched, by rule and area "
+            "(area=none: without one; this worker).",
+            ["rule", "area"],
+            registry=registry,
+        )
+        self.overdue = Gauge(
+            "safeguard_risk_overdue_obligations",
+            "Obligations past their deadline with nothing to meet them yet (alert raised, "
+            "not resolved), by rule and area (this worker): the backlog a unit carries.",
+            ["rule", "area"],
             registry=registry,
         )
         self.breaches = Counter(
@@ -73,3 +88,44 @@ class RiskMetrics:
             registry=registry,
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
         )
+
+
+class SchoolCalendarKnown(Collector):
+    """How many days ahead each area's school terms are known, read at every scrape.
+
+    `area` is `default` for the terms of areas without their own. Past that day every
+    working day counts as a school day (docs/contract.md section 3): the alert rule
+    fires under 60 days so the terms are added before it happens.
+    """
+
+    NAME = "safeguard_risk_school_calendar_known_days"
+
+    def __init__(self, calendar: SchoolCalendar, clock: Clock) -> None:
+        self.calendar = calendar
+        self.clock = clock
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """Describe the gauge without reading the clock."""
+        yield GaugeMetricFamily(self.NAME, self._help(), labels=["area"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Yield the days from today to the last term day known, per area (negative: past)."""
+        family = GaugeMetricFamily(self.NAME, self._help(), labels=["area"])
+        today = self.clock.now().date()
+        areas = self.calendar.areas() or [DEFAULT_AREA]
+        for area in areas:
+            known = self.calendar.known_until(area)
+            family.add_metric([area], float((known - today).days) if known else 0.0)
+        yield family
+
+    @staticmethod
+    def _help() -> str:
+        return (
+            "Days from today to the last school day each area's terms list (area=default: "
+            "areas without their own); past it every working day counts as a school day."
+        )
+
+
+def register_calendar(registry: CollectorRegistry, calendar: SchoolCalendar, clock: Clock) -> None:
+    """Export how far ahead the school calendar is known, on `registry`."""
+    registry.register(SchoolCalendarKnown(calendar, clock))

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from schemas.alerts import RISK_SOURCE, Severity, SubjectKind
+from schemas.envelope import dataschema
 from schemas.outcomes import OUTCOME_TYPE, OutcomeKind
 from services.risk.state import Ref
 
@@ -34,6 +35,7 @@ class Raised(msgspec.Struct, kw_only=True, omit_defaults=True):
     due_at: datetime | None = None
     raised_at: datetime
     summary: str
+    start_level: int | None = None
 
     @property
     def subject_id(self) -> str:
@@ -50,6 +52,8 @@ class Resolved(msgspec.Struct, kw_only=True, omit_defaults=True):
     fulfilled_at: datetime
     late_by_seconds: int
     fulfilment: Ref
+    recorded_at: datetime | None = None
+    recorded_late_by_seconds: int | None = None
 
 
 class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -66,6 +70,10 @@ class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
     due_at: datetime
     fulfilled_at: datetime | None = None
     late_by_seconds: float | None = None
+    recorded_at: datetime | None = None
+    recorded_late_by_seconds: float | None = None
+    transfer_requested_at: datetime | None = None
+    transfer_refused_at: datetime | None = None
     at: datetime
 
 
@@ -75,6 +83,7 @@ class _Envelope(msgspec.Struct, kw_only=True):
     source: str
     time: datetime
     datacontenttype: str
+    dataschema: str
     type: str
     data: Any
 
@@ -90,6 +99,7 @@ def _event(event_id: str, type_: str, time: datetime, data: msgspec.Struct) -> b
             source=RISK_SOURCE,
             time=time,
             datacontenttype="application/json",
+            dataschema=dataschema(type_),
             type=type_,
             data=data,
         )

@@ -5,7 +5,9 @@ area), the match key of the facts that fulfil them, and which events record such
 facts. Both sides build the key with the rule's own `match`, so an obligation and the
 facts that meet it cannot disagree about it. Nothing here looks at state: the engine
 matches facts to obligations whichever arrives first, which is what makes arrival
-order irrelevant. `triggered` and `facts` read the table.
+order irrelevant. `triggered` and `facts` read the table. Who may fulfil a rule is
+policy (`fulfilment-sources`): an event from another source records a refusal instead
+of a fact, and so fulfils nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from schemas.events import (
     Agency,
     ChildFoundEvent,
     ChildMissingEvent,
+    ChildMissingRegradedEvent,
     ChildWelfareCheckedEvent,
     ConcernLevel,
     CustodyChildDetainedEvent,
@@ -33,16 +36,23 @@ from schemas.events import (
     IncidentCategory,
     IncidentReportedEvent,
     OffenderRegisteredEvent,
+    OffenderRiskAssessedEvent,
     OffenderVisitedEvent,
+    ReferralDecidedEvent,
     ReferralSharedEvent,
+    ReleaseDestination,
     ReturnInterviewCompletedEvent,
+    ReturnInterviewSharedEvent,
+    SafeguardingAction,
     SafeguardingActionTakenEvent,
     VisitKind,
+    VisitOutcome,
+    WelfareOutcome,
 )
-from services.risk.calendar import next_school_day_at
+from services.risk.calendar import add_working_days, next_local_time
 from services.risk.keys import SubjectKey, SubjectKind
 from services.risk.policy import RiskPolicy
-from services.risk.state import Fact, Ref
+from services.risk.state import Fact, Ref, Refusal
 
 SOCIAL_CARE = frozenset({Agency.CHILDRENS_SOCIAL_CARE, Agency.MASH})
 
@@ -62,6 +72,9 @@ class NewObligation:
     area: str | None = None
     not_before: datetime | None = None
     strictly_after: bool = False
+    requires: frozenset[str] | None = None
+    # Opened again for the same scope, the earlier deadline wins (a re-graded episode).
+    stricter: bool = False
 
 
 def ref(event: Event) -> Ref:
@@ -101,6 +114,8 @@ class DeadlineRule:
     prefix: ClassVar[str]
     opened_by: ClassVar[tuple[type[Event], ...]] = ()
     fulfilled_by: ClassVar[tuple[type[Event], ...]] = ()
+    # Opened again for the same scope, the earlier deadline wins.
+    stricter: ClassVar[bool] = False
 
     def match(self, per: str | None = None) -> str:
         """Return the key of the facts that fulfil an obligation (per incident, episode...)."""
@@ -128,10 +143,10 @@ class DeadlineRule:
         due_at: datetime,
         severity: Severity,
         summary: str,
-        area: str | None = None,
         not_before: datetime | None = None,
+        requires: frozenset[str] | None = None,
     ) -> NewObligation:
-        """Return an obligation of this rule that `event` opens."""
+        """Return an obligation of this rule that `event` opens, in the event's area."""
         return NewObligation(
             rule=self.rule.value,
             scope=scope,
@@ -141,8 +156,10 @@ class DeadlineRule:
             summary=summary,
             trigger=ref(event),
             triggered_at=event.time,
-            area=area,
+            area=event.data.area,
             not_before=not_before,
+            requires=requires,
+            stricter=self.stricter,
         )
 
 
@@ -188,7 +205,6 @@ class WelfareCheck(DeadlineRule):
                 severity=policy.obligations.welfare_check.severity,
                 summary=f"A child present at a {_category(event)} incident not checked within "
                 f"{describe(window)}",
-                area=event.data.area,
             )
         ]
 
@@ -224,9 +240,9 @@ class SocialCareReferral(DeadlineRule):
                 per=incident,
                 due_at=event.time + window,
                 severity=social.severity,
-                summary=f"No referral to children's social care within {describe(window)} "
-                f"of a {_category(event)} incident",
-                area=event.data.area,
+                summary=f"No complete referral to children's social care within "
+                f"{describe(window)} of a {_category(event)} incident",
+                requires=policy.patterns.referral_incomplete.required(event.data.category),
             )
         ]
 
@@ -260,8 +276,8 @@ class SchoolNotification(DeadlineRule):
         if age is not None and age < school.min_age:
             return []
         incident = event.data.incident_id
-        due = next_school_day_at(
-            event.time, at=school.deadline_time, timezone=school.timezone, holidays=school.holidays
+        due = school.calendar.next_school_day_at(
+            event.time, at=school.deadline_time, timezone=school.timezone, area=event.data.area
         )
         return [
             self.owed(
@@ -271,7 +287,6 @@ class SchoolNotification(DeadlineRule):
                 due_at=due,
                 severity=school.severity,
                 summary=f"School not told by the next school day of a {_category(event)} incident",
-                area=event.data.area,
             )
         ]
 
@@ -325,13 +340,14 @@ class MissingReferral(DeadlineRule):
 
     rule = Rule.MISSING_REFERRAL
     prefix = "episode-referral"
-    opened_by = (ChildMissingEvent,)
+    opened_by = (ChildMissingEvent, ChildMissingRegradedEvent)
     fulfilled_by = (ReferralSharedEvent,)
+    stricter = True
 
     @override
     def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
-        """Open one per episode whose grade has a window."""
-        assert isinstance(event, ChildMissingEvent)  # noqa: S101 - opened_by
+        """Open one per episode whose grade has a window; a re-grading's window if stricter."""
+        assert isinstance(event, ChildMissingEvent | ChildMissingRegradedEvent)  # noqa: S101
         missing = policy.obligations.missing_referral
         data = event.data
         window = missing.windows.get(data.risk_grade)
@@ -345,8 +361,9 @@ class MissingReferral(DeadlineRule):
                 per=data.episode_id,
                 due_at=event.time + window,
                 severity=missing.severity,
-                summary=f"No referral to children's social care within {describe(window)} of a "
-                f"{grade}-risk missing episode",
+                summary=f"No complete referral to children's social care within "
+                f"{describe(window)} of a {grade}-risk missing episode",
+                requires=policy.patterns.referral_incomplete.required(None),
             )
         ]
 
@@ -403,27 +420,29 @@ class OffenderInitialVisit(DeadlineRule):
 
     @override
     def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
-        """Open one per offender at its registration."""
+        """Open one per registration: a re-registration owes an initial visit again."""
         assert isinstance(event, OffenderRegisteredEvent)  # noqa: S101 - opened_by
         rule = policy.obligations.offender_initial_visit
         return [
             self.owed(
                 event,
-                scope="initial",
+                scope=f"initial|{event.time.isoformat()}",
                 per=None,
                 due_at=event.time + rule.window,
                 severity=rule.severity,
                 summary=f"No initial visit within {describe(rule.window)} of a sex offender's "
                 "registration",
-                area=event.data.area,
+                not_before=event.time,
             )
         ]
 
     @override
     def fulfils(self, event: Event) -> list[str]:
-        """Match an initial visit."""
+        """Match an initial visit that saw the offender."""
         assert isinstance(event, OffenderVisitedEvent)  # noqa: S101 - fulfilled_by
-        return [self.match()] if event.data.visit is VisitKind.INITIAL else []
+        data = event.data
+        seen = data.outcome is VisitOutcome.COMPLETED
+        return [self.match()] if seen and data.visit is VisitKind.INITIAL else []
 
 
 class OffenderRoutineVisit(DeadlineRule):
@@ -439,7 +458,25 @@ class OffenderRoutineVisit(DeadlineRule):
 
     @override
     def fulfils(self, event: Event) -> list[str]:
-        """Match any visit, initial or routine."""
+        """Match any visit, initial or routine, that saw the offender."""
+        assert isinstance(event, OffenderVisitedEvent)  # noqa: S101 - fulfilled_by
+        return [self.match()] if event.data.outcome is VisitOutcome.COMPLETED else []
+
+
+class OffenderRiskAssessment(DeadlineRule):
+    """Every registration and ARMS assessment is followed by the next assessment in time.
+
+    Derived from the offender's registrations and assessments like the visit cycles
+    (`services.risk.offender.assessment_cycles`).
+    """
+
+    rule = Rule.OFFENDER_RISK_ASSESSMENT
+    prefix = "assessed"
+    fulfilled_by = (OffenderRiskAssessedEvent,)
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match any risk assessment."""
         return [self.match()]
 
 
@@ -484,7 +521,12 @@ class ForensicExamination(DeadlineRule):
 
 
 class ChildInCustody(DeadlineRule):
-    """A charged child is not held in police custody past the window."""
+    """A charged child denied bail is transferred to local-authority accommodation.
+
+    Two deadlines per detention: the window, and the first `overnight-at` after the
+    detention (or the window's end if later): held overnight is critical. Only a transfer
+    to local-authority accommodation meets them, not any release.
+    """
 
     rule = Rule.CHILD_IN_CUSTODY
     prefix = "released"
@@ -493,29 +535,220 @@ class ChildInCustody(DeadlineRule):
 
     @override
     def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
-        """Open one per detention of a charged child."""
+        """Open two per detention of a charged child."""
         assert isinstance(event, CustodyChildDetainedEvent)  # noqa: S101 - opened_by
         if not event.data.charged:
             return []
         rule = policy.obligations.child_in_custody
         custody = event.data.custody_id
+        window_end = event.time + rule.window
+        overnight = max(
+            window_end, next_local_time(event.time, rule.overnight_at, timezone=rule.timezone)
+        )
         return [
             self.owed(
                 event,
                 scope=custody,
                 per=custody,
-                due_at=event.time + rule.window,
+                due_at=window_end,
                 severity=rule.severity,
-                summary=f"A charged child still in police custody {describe(rule.window)} "
-                "after detention",
+                summary="A charged child not transferred to local-authority accommodation "
+                f"within {describe(rule.window)} of detention",
+            ),
+            self.owed(
+                event,
+                scope=f"{custody}|overnight",
+                per=custody,
+                due_at=overnight,
+                severity=rule.severity_overnight,
+                summary="A charged child held in police custody overnight",
+            ),
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match the child's transfer to local-authority accommodation from the same custody."""
+        assert isinstance(event, CustodyChildReleasedEvent)  # noqa: S101 - fulfilled_by
+        data = event.data
+        if data.destination is ReleaseDestination.LOCAL_AUTHORITY_ACCOMMODATION:
+            return [self.match(data.custody_id)]
+        return []
+
+
+class StrategyDiscussion(DeadlineRule):
+    """Reasonable cause to suspect significant harm is followed by a strategy discussion.
+
+    Opened by a domestic-abuse incident with DASH `high` (per child) and a welfare check
+    that found concerns (one per incident and child), and by a high exploitation concern
+    (derived: a concern reaches `high` when raised so or through missing episodes,
+    `services.risk.concerns`). Met by a `strategy_discussion` action for the child at or
+    after the trigger, within working days.
+    """
+
+    rule = Rule.STRATEGY_DISCUSSION
+    prefix = "strategy"
+    opened_by = (IncidentReportedEvent, ChildWelfareCheckedEvent)
+    fulfilled_by = (SafeguardingActionTakenEvent,)
+    stricter = True
+
+    def due(self, at: datetime, policy: RiskPolicy) -> datetime:
+        """Return the deadline of a discussion owed from `at`."""
+        days = policy.obligations.strategy_discussion.working_days
+        return add_working_days(at, days, timezone=policy.working_days_timezone)
+
+    def summary(self, why: str, policy: RiskPolicy) -> str:
+        """Return the summary of an obligation opened for `why`."""
+        days = policy.obligations.strategy_discussion.working_days
+        unit = "working day" if days == 1 else "working days"
+        return f"No strategy discussion within {days} {unit} of {why}"
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per incident and child: DASH-high abuse, or a check that found concerns."""
+        rule = policy.obligations.strategy_discussion
+        if isinstance(event, IncidentReportedEvent):
+            data = event.data
+            if (
+                _child(event, subject) is None
+                or data.category is not IncidentCategory.DOMESTIC_ABUSE
+                or data.dash_risk is not DashRisk.HIGH
+            ):
+                return []
+            incident, why = data.incident_id, "a DASH-high domestic-abuse incident"
+        else:
+            assert isinstance(event, ChildWelfareCheckedEvent)  # noqa: S101 - opened_by
+            if event.data.outcome is not WelfareOutcome.CONCERNS_IDENTIFIED:
+                return []
+            incident, why = event.data.incident_id, "a welfare check that found concerns"
+        return [
+            self.owed(
+                event,
+                scope=f"incident|{incident}",
+                per=None,
+                due_at=self.due(event.time, policy),
+                severity=rule.severity,
+                summary=self.summary(why, policy),
+                not_before=event.time,
             )
         ]
 
     @override
     def fulfils(self, event: Event) -> list[str]:
-        """Match the child's release from the same custody."""
-        assert isinstance(event, CustodyChildReleasedEvent)  # noqa: S101 - fulfilled_by
-        return [self.match(event.data.custody_id)]
+        """Match a strategy discussion held for the child."""
+        assert isinstance(event, SafeguardingActionTakenEvent)  # noqa: S101 - fulfilled_by
+        return [self.match()] if event.data.action is SafeguardingAction.STRATEGY_DISCUSSION else []
+
+
+class MaracReferral(DeadlineRule):
+    """A DASH-high incident is referred to the MARAC."""
+
+    rule = Rule.MARAC_REFERRAL
+    prefix = "marac"
+    opened_by = (IncidentReportedEvent,)
+    fulfilled_by = (ReferralSharedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per child of an incident with DASH `high`."""
+        assert isinstance(event, IncidentReportedEvent)  # noqa: S101 - opened_by
+        if _child(event, subject) is None or event.data.dash_risk is not DashRisk.HIGH:
+            return []
+        rule = policy.obligations.marac_referral
+        incident = event.data.incident_id
+        unit = "working day" if rule.working_days == 1 else "working days"
+        return [
+            self.owed(
+                event,
+                scope=incident,
+                per=incident,
+                due_at=add_working_days(
+                    event.time, rule.working_days, timezone=policy.working_days_timezone
+                ),
+                severity=rule.severity,
+                summary=f"No MARAC referral within {rule.working_days} {unit} of a DASH-high "
+                f"{_category(event)} incident",
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match a referral to the MARAC naming the incident."""
+        assert isinstance(event, ReferralSharedEvent)  # noqa: S101 - fulfilled_by
+        data = event.data
+        if data.agency is Agency.MARAC and data.incident_id is not None:
+            return [self.match(data.incident_id)]
+        return []
+
+
+class ReferralDecision(DeadlineRule):
+    """Children's social care acknowledges and decides on a referral within working days."""
+
+    rule = Rule.REFERRAL_DECISION
+    prefix = "decision"
+    opened_by = (ReferralSharedEvent,)
+    fulfilled_by = (ReferralDecidedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per referral to children's social care or the MASH."""
+        assert isinstance(event, ReferralSharedEvent)  # noqa: S101 - opened_by
+        if event.data.agency not in SOCIAL_CARE:
+            return []
+        rule = policy.obligations.referral_decision
+        referral = event.data.referral_id
+        unit = "working day" if rule.working_days == 1 else "working days"
+        return [
+            self.owed(
+                event,
+                scope=referral,
+                per=referral,
+                due_at=add_working_days(
+                    event.time, rule.working_days, timezone=policy.working_days_timezone
+                ),
+                severity=rule.severity,
+                summary=f"No decision by children's social care within {rule.working_days} "
+                f"{unit} of a referral",
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match the decision on the same referral."""
+        assert isinstance(event, ReferralDecidedEvent)  # noqa: S101 - fulfilled_by
+        return [self.match(event.data.referral_id)]
+
+
+class ReturnInterviewShared(DeadlineRule):
+    """A return interview's findings reach the police."""
+
+    rule = Rule.RETURN_INTERVIEW_SHARED
+    prefix = "return-shared"
+    opened_by = (ReturnInterviewCompletedEvent,)
+    fulfilled_by = (ReturnInterviewSharedEvent,)
+
+    @override
+    def opens(self, event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[NewObligation]:
+        """Open one per episode whose return interview took place."""
+        assert isinstance(event, ReturnInterviewCompletedEvent)  # noqa: S101 - opened_by
+        rule = policy.obligations.return_interview_shared
+        episode = event.data.episode_id
+        return [
+            self.owed(
+                event,
+                scope=episode,
+                per=episode,
+                due_at=event.time + rule.window,
+                severity=rule.severity,
+                summary=f"Return interview findings not shared with the police within "
+                f"{describe(rule.window)}",
+            )
+        ]
+
+    @override
+    def fulfils(self, event: Event) -> list[str]:
+        """Match the findings shared for the same episode."""
+        assert isinstance(event, ReturnInterviewSharedEvent)  # noqa: S101 - fulfilled_by
+        return [self.match(event.data.episode_id)]
 
 
 RULES: tuple[DeadlineRule, ...] = (
@@ -529,8 +762,16 @@ RULES: tuple[DeadlineRule, ...] = (
     OffenderRoutineVisit(),
     ForensicExamination(),
     ChildInCustody(),
+    StrategyDiscussion(),
+    MaracReferral(),
+    ReferralDecision(),
+    ReturnInterviewShared(),
+    OffenderRiskAssessment(),
 )
 ROUTINE_VISIT = next(r for r in RULES if isinstance(r, OffenderRoutineVisit))
+RISK_ASSESSMENT = next(r for r in RULES if isinstance(r, OffenderRiskAssessment))
+STRATEGY = next(r for r in RULES if isinstance(r, StrategyDiscussion))
+BY_RULE: dict[str, DeadlineRule] = {r.rule.value: r for r in RULES}
 
 _OPENING: dict[type[Event], tuple[DeadlineRule, ...]] = {}
 _FULFILLING: dict[type[Event], tuple[DeadlineRule, ...]] = {}
@@ -546,10 +787,35 @@ def triggered(event: Event, subject: SubjectKey, policy: RiskPolicy) -> list[New
     return [o for rule in _OPENING.get(type(event), ()) for o in rule.opens(event, subject, policy)]
 
 
-def facts(event: Event) -> list[tuple[str, Fact]]:
-    """Return the `(match key, fact)` pairs `event` records for its subject."""
+def facts(
+    event: Event, policy: RiskPolicy, now: datetime
+) -> tuple[list[tuple[str, Fact]], list[Refusal]]:
+    """Return the `(match key, fact)` pairs `event` records, and the rules it may not fulfil.
+
+    A rule whose `fulfilment-sources` do not include the event's source gets a refusal
+    instead of its facts: the event is kept, and fulfils nothing of that rule.
+    """
     rules = _FULFILLING.get(type(event), ())
     if not rules:
-        return []
-    fact = Fact(at=event.time, ref=ref(event))
-    return [(key, fact) for rule in rules for key in rule.fulfils(event)]
+        return [], []
+    referral = event.data.referral_id if isinstance(event, ReferralSharedEvent) else None
+    fact = Fact(at=event.time, ref=ref(event), recorded_at=now, referral=referral)
+    found: list[tuple[str, Fact]] = []
+    refused: list[Refusal] = []
+    for rule in rules:
+        keys = rule.fulfils(event)
+        if not keys:
+            continue
+        if policy.accepts(rule.rule.value, event.source):
+            found.extend((key, fact) for key in keys)
+        else:
+            refused.append(
+                Refusal(
+                    rule=rule.rule.value,
+                    source=event.source,
+                    at=event.time,
+                    recorded_at=now,
+                    area=event.data.area,
+                )
+            )
+    return found, refused

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.risk.concerns import standing
 from services.risk.policy import RiskLevel, Scoring
 from services.risk.state import SubjectState
 
@@ -18,6 +19,7 @@ class Factor:
     signal: str
     points: int
     at: datetime
+    area: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,33 +44,43 @@ def score(state: SubjectState, now: datetime, scoring: Scoring) -> Score:
             )
             presence = "present" if incident.present else "not present"
             factors.append(
-                Factor(f"{incident.category.value} incident ({presence})", points, incident.at)
+                Factor(
+                    f"{incident.category.value} incident ({presence})",
+                    points,
+                    incident.at,
+                    incident.area,
+                )
             )
     for episode in state.episodes.values():
         if episode.at >= since:
             grade = episode.grade.value.replace("_", " ")
             factors.append(
                 Factor(
-                    f"missing episode ({grade})", weights.missing.get(episode.grade, 0), episode.at
+                    f"missing episode ({grade})",
+                    weights.missing.get(episode.grade, 0),
+                    episode.at,
+                    episode.area,
                 )
             )
     for concern in state.concerns.values():
         if concern.at >= since:
-            level = concern.level.value
+            # Its level as missing episodes while it was open have raised it.
+            concern_level = standing(concern, state, scoring).level
             factors.append(
                 Factor(
-                    f"exploitation concern ({level})",
-                    weights.exploitation.get(concern.level, 0),
+                    f"exploitation concern ({concern_level.value})",
+                    weights.exploitation.get(concern_level, 0),
                     concern.at,
+                    concern.area,
                 )
             )
     factors.extend(
-        Factor("custody detention", weights.custody, at)
-        for at in state.detentions.values()
+        Factor("custody detention", weights.custody, at, state.detention_areas.get(custody))
+        for custody, at in state.detentions.items()
         if at >= since
     )
     factors.extend(
-        Factor(f"breached obligation ({o.rule})", weights.breach, o.due_at)
+        Factor(f"breached obligation ({o.rule})", weights.breach, o.due_at, o.area)
         for o in state.obligations.values()
         if o.breached and o.due_at >= since
     )

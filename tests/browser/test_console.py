@@ -32,7 +32,7 @@ from services.common.auth import Role
 from tests.browser.conftest import axe_violations
 from tests.fixtures.smtp import SmtpInbox
 from tests.fixtures.stack import Client, wait_until
-from tests.fixtures.tokens import SENDER_SOURCE, TokenSet
+from tests.fixtures.tokens import DECIDER_SOURCE, REFERRER_SOURCE, SENDER_SOURCE, TokenSet
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -166,15 +166,33 @@ def referral(days_ago: int, child: str) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "id": f"ref-{child}",
-        "source": SENDER_SOURCE,
+        "source": REFERRER_SOURCE,
         "type": "referral.shared",
         "time": ago(days_ago),
         "data": {
             "referral_id": f"R-{child}",
             "child_id": child,
+            "area": "north",
             "agency": "childrens_social_care",
             "incident_id": f"INC-{child}",
             "contents": ["incident_details", "risk_assessment"],
+        },
+    }
+
+
+def decision(days_ago: int, child: str) -> dict[str, Any]:
+    """Children's social care's decision on `referral`'s referral, the same day."""
+    return {
+        "specversion": "1.0",
+        "id": f"dec-{child}",
+        "source": DECIDER_SOURCE,
+        "type": "referral.decided",
+        "time": ago(days_ago),
+        "data": {
+            "referral_id": f"R-{child}",
+            "child_id": child,
+            "area": "north",
+            "decision": "early_help",
         },
     }
 
@@ -467,7 +485,7 @@ def test_one_event_is_one_message_and_a_breach_already_met_is_sent_once_as_resol
     code, body, _ = client.request(
         "POST",
         f"{console.url('ingest')}/v1/events/batch",
-        raw=json.dumps([incident(25, child), referral(1, child)]).encode(),
+        raw=json.dumps([incident(25, child), referral(1, child), decision(1, child)]).encode(),
         headers={"Content-Type": "application/cloudevents-batch+json"},
     )
     assert code == 202, body

@@ -19,7 +19,7 @@ from devtools.broker import create_topics, free_port
 from devtools.stack import DevStack
 from tests.browser.conftest import axe_violations
 from tests.fixtures.stack import Client
-from tests.fixtures.tokens import SENDER_SOURCE, TokenSet
+from tests.fixtures.tokens import REFERRER_SOURCE, SENDER_SOURCE, TokenSet
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def event(event_id: str, type_: str, ago: timedelta, data: dict[str, Any]) -> di
     return {
         "specversion": "1.0",
         "id": event_id,
-        "source": SENDER_SOURCE,
+        "source": REFERRER_SOURCE if type_ == "referral.shared" else SENDER_SOURCE,
         "type": type_,
         "time": (NOW - ago).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "data": data,
@@ -82,6 +82,7 @@ def stack(
                     {
                         "referral_id": "R-TB",
                         "child_id": "C-TB",
+                        "area": "north",
                         "agency": "childrens_social_care",
                         "incident_id": "INC-TB",
                         "contents": ["incident_details", "risk_assessment"],

@@ -179,7 +179,7 @@ def door_replies(stack: DevStack) -> list[tuple[str, int, str]]:
         "ce-type": "child.found",
         "ce-time": iso(timedelta(hours=-1)),
     }
-    data = json.dumps({"episode_id": "EP-1", "child_id": "C-SWEEP-2"}).encode()
+    data = json.dumps({"episode_id": "EP-1", "child_id": "C-SWEEP-2", "area": "north"}).encode()
     marker_header = quote(MARKER, safe="")
     for place, headers in {
         "ce-id": binary | {"ce-id": marker_header},

@@ -37,7 +37,11 @@ from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE, DevStack, ServiceSpec
 from services.cli.main import app as cli_app
 from services.common.processes import spawn, stop
 from tests.fixtures.broker import produce, read_all
-from tests.fixtures.events import reported_incident, shared_referral
+from tests.fixtures.events import (
+    decisions_after_the_period_policy,
+    reported_incident,
+    shared_referral,
+)
 from tests.fixtures.stack import Client, wait_until
 from tests.fixtures.tokens import TokenSet
 from tests.fixtures.webhook import WebhookReceiver
@@ -94,6 +98,8 @@ def stack(
             log_json=True,
             output=log,
             extra_env=TOKENS.stack_env(tokens),
+            # The report's period ends in two days: the referrals' decisions fall after it.
+            policy_file=decisions_after_the_period_policy(folder),
         )
         create_topics(kafka_bootstrap, dev.topic_names())
         try:
@@ -159,7 +165,8 @@ def outcomes(stack: DevStack, kafka_bootstrap: str) -> dict[str, list[dict[str, 
         for record in read_all(kafka_bootstrap, stack.topics.outcomes):
             value = json.loads(record.value)
             assert record.key.decode() == value["data"]["obligation_id"]
-            found[value["data"]["subject_id"]].append(value)
+            if value["data"]["rule"] == RULE:  # the referrals' decisions are not this report's
+                found[value["data"]["subject_id"]].append(value)
         return found
 
     def complete() -> dict[str, list[dict[str, Any]]] | None:

@@ -18,7 +18,11 @@ import pytest
 
 from devtools.broker import create_topics, free_port
 from devtools.stack import DevStack
-from tests.fixtures.events import reported_incident, shared_referral
+from tests.fixtures.events import (
+    decisions_after_the_period_policy,
+    reported_incident,
+    shared_referral,
+)
 from tests.fixtures.stack import Client, wait_until
 from tests.fixtures.webhook import WebhookReceiver
 
@@ -61,6 +65,8 @@ def stack(
                 "NOTIFY_REPORTS__RETENTION_DAYS": "10",
                 "NOTIFY_REPORTS__PRUNE_INTERVAL_SECONDS": "1",
             },
+            # The report's period ends in two days: the referrals' decisions fall after it.
+            policy_file=decisions_after_the_period_policy(folder),
         )
         create_topics(kafka_bootstrap, dev.topic_names())
         dev.start()

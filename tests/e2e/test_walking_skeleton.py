@@ -47,6 +47,7 @@ def referral(event_id: str, incident_id: str, child_id: str, at: timedelta) -> d
         "data": {
             "referral_id": f"R-{event_id}",
             "child_id": child_id,
+            "area": "north",
             "agency": "childrens_social_care",
             "incident_id": incident_id,
             "contents": ["incident_details", "risk_assessment"],
@@ -194,8 +195,10 @@ def test_child_view_shows_obligations_events_level_and_factors(stack: DevStack) 
     ]
     assert all(o["status"] == "pending" for o in view["open_obligations"])
     assert view["recent_events"] == [
-        {"type": "incident.reported", "at": view["recent_events"][0]["at"]}
+        {"type": "incident.reported", "at": view["recent_events"][0]["at"], "area": "north"}
     ]
+    assert {o["area"] for o in view["open_obligations"]} == {"north"}
+    assert view["refused_fulfilments"] == []
     # Types and times only: nothing of the event's content.
     assert "INC-V1" not in json.dumps(view)
 

@@ -227,7 +227,8 @@ def bad_binary_headers(draw: st.DrawFn) -> list[tuple[str, str]]:
 def test_bad_binary_mode_is_refused(fuzz_server: IngestServer, kafka_bootstrap: str) -> None:
     @FUZZ
     @given(
-        headers=bad_binary_headers(), body=st.just(b'{"episode_id": "E", "child_id": "C"}') | BODIES
+        headers=bad_binary_headers(),
+        body=st.just(b'{"episode_id": "E", "child_id": "C", "area": "north"}') | BODIES,
     )
     def check(headers: list[tuple[str, str]], body: bytes) -> None:
         all_headers = [("Content-Type", "application/json"), *AUTH.items(), *headers]

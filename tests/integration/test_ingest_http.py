@@ -69,7 +69,7 @@ def test_binary_mode_event(ingest: IngestServer, kafka_bootstrap: str) -> None:
         "ce-type": "custody.child_released",
         "ce-time": iso(timedelta(minutes=-5)),
     }
-    data = {"custody_id": "CU-1", "child_id": "C-BIN", "destination": "home"}
+    data = {"custody_id": "CU-1", "child_id": "C-BIN", "destination": "home", "area": "north"}
     reply = ingest.post(EVENTS, data, content_type="application/json", headers=headers)
     # The source has a space, which a URI-reference cannot hold: refused, naming the header.
     assert reply.status == 422, reply.body
@@ -213,7 +213,7 @@ def test_refusal(ingest: IngestServer, kafka_bootstrap: str, name: str) -> None:
 
 def test_422_names_each_field_and_problem(ingest: IngestServer) -> None:
     event = child_found() | {"specversion": "0.3"}
-    event["data"] = {"episode_id": "EP-1", "chlid_id": "C-1"}
+    event["data"] = {"episode_id": "EP-1", "chlid_id": "C-1", "area": "north"}
     reply = ingest.post(EVENTS, event)
     assert reply.status == 422
     assert {(e["loc"], e["msg"]) for e in reply.json["errors"]} == {
@@ -258,7 +258,7 @@ def test_binary_mode_header_problems_name_the_header(ingest: IngestServer) -> No
         ("ce-colour", "blue"),
         ("ce-type", "child.found"),
     ]
-    body = json.dumps({"episode_id": "EP-1", "child_id": "C-1"}).encode()
+    body = json.dumps({"episode_id": "EP-1", "child_id": "C-1", "area": "north"}).encode()
     reply = ingest.request(
         "POST",
         EVENTS,

@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from devtools.stack import DEFAULT_POLICY
+from schemas.alerts import Rule
 from services.cli.main import app
+from services.cli.policies import Checked, check_policy, rule_routes
 from tests.unit.test_backtest_scenarios import recorded
 
 runner = CliRunner()
@@ -76,7 +78,8 @@ def test_policy_routes_lists_each_level_with_an_area_override(tmp_path: Path) ->
     )
     result = runner.invoke(app, ["policy", "routes", str(path), "--output", "json"])
     assert result.exit_code == 0, result.output
-    routes = json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    routes = document["ladders"]
     critical = [r for r in routes if r["area"] is None and r["severity"] == "critical"]
     assert [(r["level"], r["after_seconds"], r["route"]) for r in critical] == [
         (1, 0, "duty-manager"),
@@ -93,6 +96,15 @@ def test_policy_routes_lists_each_level_with_an_area_override(tmp_path: Path) ->
     ]
     # Every severity in every area (default and north): 3 + 3 + 2 levels each.
     assert len(routes) == 16
+    # Per rule: who its raise reaches at once; a refusal of accommodation from level 3.
+    refused = [
+        r
+        for r in document["rules"]
+        if r["rule"] == "custody-accommodation-refused" and r["area"] is None
+    ]
+    assert [(r["start_level"], r["recipients"]) for r in refused] == [
+        (3, ["duty-desk", "senior-managers", "strategic-lead"])
+    ]
 
 
 def test_policy_routes_table() -> None:
@@ -113,9 +125,9 @@ def events(tmp_path: Path) -> Path:
 
 
 def test_backtest_compares_a_candidate_with_the_baseline(events: Path, tmp_path: Path) -> None:
-    # The candidate gives social care 30 days: the three-week-late referral is on time.
+    # The candidate gives social care 60 days: the referral 55 days late is on time.
     candidate = broken(
-        tmp_path, "social-care-referral: {window: 24h", "social-care-referral: {window: 30d"
+        tmp_path, "social-care-referral: {window: 24h", "social-care-referral: {window: 60d"
     )
     result = runner.invoke(
         app,
@@ -138,7 +150,7 @@ def test_backtest_compares_a_candidate_with_the_baseline(events: Path, tmp_path:
     new = report["candidate"]["rules"]["social-care-referral"]
     assert base["breaches"] > new["breaches"]
     assert new["met_on_time"] > base["met_on_time"]
-    assert report["baseline"]["events"] == report["candidate"]["events"] == 4
+    assert report["baseline"]["events"] == report["candidate"]["events"] == 6
 
 
 def test_backtest_table(events: Path) -> None:
@@ -147,7 +159,7 @@ def test_backtest_table(events: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("events 4, duplicates 0, rejected 0")
+    assert lines[0].startswith("events 6, duplicates 0, rejected 0")
     assert lines[1].split()[:3] == ["RULE", "POLICY", "ALERTS"]
     assert any(line.split()[:2] == ["social-care-referral", "candidate"] for line in lines)
     assert lines[-1].split()[:2] == ["(all)", "candidate"]
@@ -168,3 +180,17 @@ def test_backtest_of_a_missing_file_fails(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "cannot read" in result.stderr
+
+
+def test_every_rule_has_its_routes_and_a_refusal_reaches_the_strategic_lead_at_once() -> None:
+    checked = check_policy(DEFAULT_POLICY)
+    assert isinstance(checked, Checked)
+    found = rule_routes(checked)
+    assert {r.rule for r in found} == {rule.value for rule in Rule}
+    refused = [r for r in found if r.rule == Rule.CUSTODY_ACCOMMODATION_REFUSED]
+    assert [(r.severity.value, r.start_level) for r in refused] == [("critical", 3)]
+    assert "strategic-lead" in refused[0].recipients
+    welfare = next(r for r in found if r.rule == Rule.WELFARE_CHECK)
+    assert (welfare.start_level, welfare.recipients) == (1, ("duty-desk",))
+    custody = {r.severity.value for r in found if r.rule == Rule.CHILD_IN_CUSTODY}
+    assert custody == {"high", "critical"}

@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from schemas.alerts import parse_alert
+from schemas.audit import AuditEvent
+from schemas.deadletter import DeadLetter
+from schemas.envelope import SCHEMA_VERSION, schema_version
+from schemas.notifications import parse_notification
+from schemas.outcomes import OutcomeEvent
 from services.common.clock import FakeClock
 from services.common.stream.memory import settle
-from services.risk.state import SubjectState
+from services.notify.logic import TABLE_VERSION as NOTIFY_TABLE_VERSION
+from services.risk.state import TABLE_VERSION, SubjectState
 from tests.fixtures.pipeline import TOPICS, Pipeline
 
 COMPAT = Path(__file__).parent.parent / "fixtures" / "compat"
@@ -35,7 +42,10 @@ def test_a_subject_written_by_the_previous_release_reads_back_unchanged(path: Pa
     old = path.read_bytes()
     state = logic.decode(old)
     assert isinstance(state, SubjectState)
-    assert json.loads(inflate(logic.encode(state))) == json.loads(inflate(old))
+    assert state.version == 0  # written before formats were numbered
+    again = json.loads(inflate(logic.encode(state)))
+    assert again.pop("version") == TABLE_VERSION
+    assert again == json.loads(inflate(old))
 
 
 @pytest.mark.parametrize("path", sorted(COMPAT.glob("v0-notify-*.json")), ids=lambda p: p.stem)
@@ -46,6 +56,7 @@ def test_an_alert_record_written_by_the_previous_release_reads_back(path: Path) 
     record = logic.decode(old)
     assert record.alert.alert_id.startswith("al-")
     again = json.loads(inflate(logic.encode(record)))
+    assert again.pop("version") == NOTIFY_TABLE_VERSION
     assert again == json.loads(old)
 
 
@@ -80,3 +91,27 @@ def test_recovery_from_the_previous_releases_notify_table_takes_the_next_steps()
     asyncio.run(pipeline.advance(timedelta(hours=2)))
     escalated = pipeline.published(TOPICS.notifications, lambda e: e["type"] == "alert.escalated")
     assert {e["data"]["level"] for e in escalated} >= {2}
+
+
+def test_records_the_previous_release_published_are_read_by_this_ones_parsers() -> None:
+    records = json.loads((COMPAT / "v0-topics.json").read_text())
+    parsers = {
+        "alert.raised": parse_alert,
+        "alert.resolved": parse_alert,
+        "obligation.outcome": OutcomeEvent.model_validate_json,
+        "audit.recorded": AuditEvent.model_validate_json,
+        "alert.escalated": parse_notification,
+        "alert.acknowledged": parse_notification,
+        "alert.closed": parse_notification,
+        "alert.reopened": parse_notification,
+        "notification.sent": parse_notification,
+        "notification.failed": parse_notification,
+    }
+    assert set(records) == {*parsers, "deadletter"}
+    for kind, parse in parsers.items():
+        event = parse(records[kind])
+        assert event.type == kind
+        assert event.dataschema is None  # before versions were recorded: read as version 1
+        assert schema_version(event.dataschema) == 1 <= SCHEMA_VERSION
+    letter = DeadLetter.model_validate_json(records["deadletter"])
+    assert schema_version(letter.dataschema) == SCHEMA_VERSION

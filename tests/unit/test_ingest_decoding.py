@@ -29,7 +29,7 @@ def found(event_id: str = "e-1", child_id: str = "C-1") -> dict[str, object]:
         "source": "urn:a",
         "type": "child.found",
         "time": "2026-11-20T21:14:00Z",
-        "data": {"episode_id": "EP-1", "child_id": child_id},
+        "data": {"episode_id": "EP-1", "child_id": child_id, "area": "north"},
     }
 
 
@@ -101,12 +101,14 @@ def test_binary_attribute_problems_name_the_header(
 def test_parse_binary_maps_attribute_errors_to_headers() -> None:
     attributes = {"specversion": "1.0", "source": "urn:a", "type": "child.found", "time": "x"}
     with pytest.raises(InvalidEvents) as caught:
-        parse_binary(attributes, b'{"episode_id": "E", "child_id": "C"}', now=NOW)
+        parse_binary(attributes, b'{"episode_id": "E", "child_id": "C", "area": "north"}', now=NOW)
     assert {e.loc for e in caught.value.errors} == {"ce-id", "ce-time"}
     with pytest.raises(MalformedBody):
         parse_binary(attributes, b"{", now=NOW)
     attributes |= {"id": "b-1", "time": "2026-11-20T21:14:00Z"}
-    event = parse_binary(attributes, b'{"episode_id": "E", "child_id": "C"}', now=NOW)
+    event = parse_binary(
+        attributes, b'{"episode_id": "E", "child_id": "C", "area": "north"}', now=NOW
+    )
     assert (event.id, event.datacontenttype) == ("b-1", "application/json")
 
 
@@ -126,7 +128,7 @@ def test_parse_batch_valid() -> None:
 
 def test_parse_batch_reports_each_bad_item_with_its_index() -> None:
     bad = found("b")
-    bad["data"] = {"episode_id": "EP-1"}
+    bad["data"] = {"episode_id": "EP-1", "area": "north"}
     body = json.dumps([found("a"), bad, 7, found("c") | {"a.b": 1}]).encode()
     with pytest.raises(InvalidEvents) as caught:
         parse_batch(body, now=NOW)

@@ -21,7 +21,7 @@ def event(kind: str, data: dict[str, Any]) -> Any:
             "source": "urn:a",
             "type": kind,
             "time": "2026-11-20T21:14:00Z",
-            "data": data,
+            "data": {"area": "north", **data},
         },
         now=NOW,
     )

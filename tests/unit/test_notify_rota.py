@@ -425,11 +425,22 @@ def test_policy_routes_at_a_time_shows_who_the_rota_would_tell(tmp_path: Path) -
     def level_one(at: str) -> list[str]:
         result = runner.invoke(app, ["policy", "routes", str(path), "--output", "json", "--at", at])
         assert result.exit_code == 0, result.output
-        return next(
+        found = json.loads(result.stdout)
+        ladder = next(
             r["recipients"]
-            for r in json.loads(result.stdout)
+            for r in found["ladders"]
             if r["area"] == "north" and r["severity"] == "critical" and r["level"] == 1
         )
+        # Per rule too: who a child-in-custody raise in the north reaches at once.
+        (rule,) = [
+            r["recipients"]
+            for r in found["rules"]
+            if r["rule"] == "child-in-custody"
+            and r["area"] == "north"
+            and r["severity"] == "critical"
+        ]
+        assert [f"{name} (email {name}@example.org)" for name in rule] == ladder
+        return ladder
 
     assert level_one("2026-12-03T18:59:59") == ["north-day (email north-day@example.org)"]
     assert level_one("2026-12-03T19:00:00") == ["north-night (email north-night@example.org)"]

@@ -17,6 +17,9 @@ from services.common.clock import FakeClock
 from tests.fixtures.events import T0, envelope
 from tests.fixtures.pipeline import TOPICS, Pipeline
 
+D = timedelta(days=1)
+H = timedelta(hours=1)
+
 
 def replay() -> Pipeline:
     """A late referral (alert raised, then resolved), a missing child and an offender."""
@@ -48,6 +51,16 @@ def replay() -> Pipeline:
         await send(envelope("referral.shared", referral, T0 + timedelta(days=2), event_id="r1"))
         missing = {"episode_id": "EP-1", "child_id": "C-2", "risk_grade": "high"}
         await send(envelope("child.missing", missing, T0 + timedelta(days=2), event_id="m1"))
+        custody = {"custody_id": "CU-1", "child_id": "C-2"}
+        detained = {**custody, "age": 15, "charged": True}
+        await send(envelope("custody.child_detained", detained, T0 + 2 * D, event_id="c1"))
+        await send(
+            envelope("custody.accommodation_requested", custody, T0 + 2 * D + H, event_id="c2")
+        )
+        refused = {**custody, "reason": "no_placement_available"}
+        await send(
+            envelope("custody.accommodation_refused", refused, T0 + 2 * D + 2 * H, event_id="c3")
+        )
         offender = {"offender_id": "O-1", "risk_level": "high", "area": "south"}
         await send(envelope("offender.registered", offender, T0, event_id="o1"))
         await pipeline.advance(timedelta(days=20))
@@ -60,6 +73,22 @@ def test_alerts_outcomes_and_child_views_are_the_contracts_own_json() -> None:
     pipeline = replay()
     kinds = {"alert.raised": AlertRaisedEvent, "alert.resolved": AlertResolvedEvent}
     seen = set()
+    published = [
+        json.loads(m.value or b"")
+        for topic in (TOPICS.alerts, TOPICS.outcomes, TOPICS.child_views, TOPICS.alert_views)
+        for m in pipeline.broker.records(topic)
+    ]
+    # Every record names its schema and version, for readers of a later release.
+    assert {e["dataschema"] for e in published} == {
+        f"urn:safeguard:schema:{kind}:1"
+        for kind in (
+            "alert.raised",
+            "alert.resolved",
+            "obligation.outcome",
+            "child.view",
+            "alert.view",
+        )
+    }
     for message in pipeline.broker.records(TOPICS.alerts):
         raw = message.value or b""
         model = kinds[json.loads(raw)["type"]].model_validate_json(raw)
@@ -71,7 +100,15 @@ def test_alerts_outcomes_and_child_views_are_the_contracts_own_json() -> None:
         "opened",
         "met",
         "breached",
+        "updated",
     }
+    raised = [
+        AlertRaisedEvent.model_validate_json(m.value or b"").data
+        for m in pipeline.broker.records(TOPICS.alerts)
+        if json.loads(m.value or b"")["type"] == "alert.raised"
+    ]
+    assert all(a.area is not None for a in raised)
+    assert [a.start_level for a in raised if a.rule == "custody-accommodation-refused"] == [3]
     for message in outcomes:
         raw = message.value or b""
         assert json.loads(OutcomeEvent.model_validate_json(raw).to_json()) == json.loads(raw)

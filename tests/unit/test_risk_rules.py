@@ -52,6 +52,13 @@ def rules_of(effects: list[Effect]) -> list[str]:
     return sorted(e.rule for e in raised(effects) if e.rule != "risk-level")
 
 
+def decide(child: Subject, at: datetime, now: datetime | None = None) -> None:
+    """Children's social care decides on every referral the child has, at `at`."""
+    for referral_id in list(child.state.referrals):
+        data = {"referral_id": referral_id, "child_id": child.state.id, "decision": "early_help"}
+        child.feed(event("referral.decided", data, at), now or at)
+
+
 # --- social-care-referral: the full set of paths ---------------------------------------
 
 
@@ -59,6 +66,7 @@ def test_referral_in_time_raises_nothing() -> None:
     child = Subject()
     child.feed(incident(T0, category="neglect"), T0)
     child.feed(referral(T0 + 2 * H), T0 + 2 * H)
+    decide(child, T0 + 3 * H)
     assert child.tick(T0 + 30 * H) == []
     assert child.state.next_due() is None
 
@@ -89,6 +97,7 @@ def test_late_fulfilment_known_before_the_check_raises_and_resolves_together() -
     child = Subject()
     # Both arrive days later: the referral was late, so it is a breach all the same.
     child.feed(referral(T0 + 30 * H), T0 + 5 * D)
+    decide(child, T0 + 31 * H, T0 + 5 * D)
     effects = child.feed(incident(T0, category="neglect"), T0 + 5 * D)
     assert rules_of(effects) == ["social-care-referral"]
     assert [r.late_by_seconds for r in resolved(effects)] == [6 * 3600]
@@ -98,6 +107,7 @@ def test_late_fulfilment_known_before_the_check_raises_and_resolves_together() -
 def test_referral_arriving_before_its_incident_meets_it() -> None:
     child = Subject()
     child.feed(referral(T0 + H), T0 + 2 * H)
+    decide(child, T0 + 2 * H)
     effects = child.feed(incident(T0, category="neglect"), T0 + 3 * H)
     assert effects == []
     assert child.tick(T0 + 3 * D) == []
@@ -126,6 +136,7 @@ def test_backlog_with_its_on_time_fulfilment_right_behind_raises_nothing() -> No
     child = Subject()
     child.feed(incident(T0 - 25 * D, category="neglect"), T0)
     child.feed(referral(T0 - 25 * D + H), T0)
+    decide(child, T0 - 25 * D + 2 * H, T0)
     assert child.tick(T0 + SETTLE) == []
 
 
@@ -278,8 +289,12 @@ def test_three_week_delay_scenario_is_raised_and_resolved() -> None:
         now - H,
     )
     child.feed(late, now)
-    assert [a.rule for a in raised(child.effects)] == ["exploitation-action"]
-    assert [r.rule for r in resolved(child.effects)] == ["exploitation-action"]
+    # Any action meets the action; the high concern also owed a strategy discussion.
+    assert rules_of(child.effects) == ["exploitation-action", "strategy-discussion"]
+    assert sorted(r.rule for r in resolved(child.effects)) == [
+        "exploitation-action",
+        "strategy-discussion",
+    ]
 
 
 # --- missing-referral and return-interview --------------------------------------------------
@@ -403,12 +418,12 @@ def test_forensic_completion_after_the_first_alert_resolves_it_and_stops_the_sec
     assert enquiry.tick(T0 + 181 * D) == []
 
 
-def test_charged_child_in_custody_over_four_hours_is_critical() -> None:
+def test_charged_child_in_custody_over_four_hours_is_high() -> None:
     detained = {"custody_id": "CU-1", "child_id": "C-1", "age": 15, "charged": True}
     child = Subject()
     child.feed(event("custody.child_detained", detained, T0), T0)
     assert [a.severity.value for a in raised(child.tick(T0 + 4 * H), "child-in-custody")] == [
-        "critical"
+        "high"
     ]
     released = {
         "custody_id": "CU-1",

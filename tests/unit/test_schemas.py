@@ -99,7 +99,28 @@ VALID_DATA: dict[str, dict[str, Any]] = {
         "child_id": "C-4001",
         "destination": "local_authority_accommodation",
     },
+    "referral.supplemented": {
+        "referral_id": "R-1",
+        "child_id": "C-2001",
+        "contents": ["risk_assessment", "voice_of_child"],
+    },
+    "referral.decided": {
+        "referral_id": "R-1",
+        "child_id": "C-2001",
+        "decision": "section_47_enquiry",
+    },
+    "child.missing_regraded": {"episode_id": "EP-1", "child_id": "C-3001", "risk_grade": "high"},
+    "return_interview.shared": {"episode_id": "EP-1", "child_id": "C-3001"},
+    "custody.accommodation_requested": {"custody_id": "CU-1", "child_id": "C-4001"},
+    "custody.accommodation_refused": {
+        "custody_id": "CU-1",
+        "child_id": "C-4001",
+        "reason": "no_placement_available",
+    },
 }
+# Every event concerns an area (required): who may see it, where it is routed.
+for _data in VALID_DATA.values():
+    _data.setdefault("area", "north")
 
 
 def event(event_type: str = "incident.reported", **attrs: Any) -> dict[str, Any]:
@@ -499,10 +520,58 @@ def test_naive_datetime_object_is_rejected() -> None:
 
 def test_optional_fields_may_be_left_out() -> None:
     raw = event()
-    del raw["datacontenttype"], raw["data"]["dash_risk"], raw["data"]["area"]
+    del raw["datacontenttype"], raw["data"]["dash_risk"]
     parsed = parse_event(raw, now=NOW)
     assert parsed.datacontenttype is None
     assert parsed.subject is None
+    visited = parse_event(event("offender.visited"), now=NOW)
+    assert visited.data.outcome.value == "completed"  # type: ignore[union-attr]
+    registered = parse_event(event("offender.registered"), now=NOW)
+    assert registered.data.management.value == "active"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("event_type", list(EventType))
+def test_every_event_type_requires_its_area(event_type: EventType) -> None:
+    raw = event(event_type)
+    del raw["data"]["area"]
+    assert errors_of(parse_dict, raw) == [("data.area", "Field required")]
+
+
+NEW_TYPES_BAD = [
+    # (event type, field, bad value or DELETE, message fragment): each names its field.
+    ("referral.supplemented", "referral_id", DELETE, "Field required"),
+    ("referral.supplemented", "contents", [], "at least 1 item"),
+    ("referral.supplemented", "contents", ["gossip"], "Input should be"),
+    ("referral.supplemented", "contents", "risk_assessment", "valid list"),
+    ("referral.decided", "decision", DELETE, "Field required"),
+    ("referral.decided", "decision", "shrug", "Input should be"),
+    ("referral.decided", "child_id", 7, "string"),
+    ("child.missing_regraded", "risk_grade", DELETE, "Field required"),
+    ("child.missing_regraded", "risk_grade", "extreme", "Input should be"),
+    ("child.missing_regraded", "episode_id", "E 1", "pattern"),
+    ("return_interview.shared", "episode_id", DELETE, "Field required"),
+    ("return_interview.shared", "child_id", None, "string"),
+    ("custody.accommodation_requested", "custody_id", DELETE, "Field required"),
+    ("custody.accommodation_requested", "child_id", ["C-1"], "string"),
+    ("custody.accommodation_refused", "reason", DELETE, "Field required"),
+    ("custody.accommodation_refused", "reason", "full", "Input should be"),
+    ("offender.visited", "outcome", "nobody_home", "Input should be"),
+    ("offender.registered", "management", "passive", "Input should be"),
+    ("offender.risk_assessed", "management", True, "Input should be"),
+    ("incident.reported", "area", "north east", "pattern"),
+    ("child.found", "area", 12, "string"),
+]
+
+
+@pytest.mark.parametrize(("event_type", "field", "value", "message"), NEW_TYPES_BAD)
+def test_bad_input_of_the_new_fields_names_the_field(
+    event_type: str, field: str, value: object, message: str
+) -> None:
+    raw = with_change(event(event_type), ("data", field), value)
+    errors = errors_of(parse_dict, raw)
+    assert len(errors) == 1
+    assert errors[0][0].startswith(f"data.{field}")
+    assert message in errors[0][1]
 
 
 def test_empty_lists_where_the_contract_allows_them() -> None:
