@@ -111,13 +111,22 @@ class Channel(StrEnum):
 
     WEBHOOK = "webhook"
     EMAIL = "email"
+    TEAMS = "teams"
+    """A Microsoft Teams channel or chat, through a Workflows webhook (an Adaptive Card)."""
+    PAGERDUTY = "pagerduty"
+    """A PagerDuty service, through the Events API v2 (`dedup_key` = the alert id)."""
 
 
 class NotificationPurpose(StrEnum):
-    """What a notification says: an alert needing action, or that it was resolved."""
+    """What a notification says: an alert needing action, that it was resolved, or taken on.
+
+    `acknowledgement` goes only to channels that keep an alert's state of their own
+    (PagerDuty), so that acknowledging in Safeguard acknowledges there too.
+    """
 
     ALERT = "alert"
     RESOLUTION = "resolution"
+    ACKNOWLEDGEMENT = "acknowledgement"
 
 
 class EscalationReason(StrEnum):

@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.ingest",
     "tests.fixtures.netproxy",
+    "tests.fixtures.paging",
 ]

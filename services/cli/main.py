@@ -30,7 +30,7 @@ from services.cli.database import db_app
 from services.cli.deadletter_commands import deadletter_app
 from services.cli.export import ExportError, export
 from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
-from services.cli.policies import Checked, check_policy, routes, rule_routes
+from services.cli.policies import Checked, check_policy, parse_at, routes, rule_routes
 from services.cli.policy_diff import alert_changes, describe, notes
 from services.cli.report import report_app
 from services.common.durations import format_duration
@@ -104,11 +104,19 @@ def policy_check(
 def policy_routes(
     file: Annotated[Path, typer.Argument(help="the policy file (YAML)")],
     output: OutputOption = Output.TABLE,
+    at: Annotated[
+        str | None,
+        typer.Option(help="who the rota has on duty then: ISO time, local without offset"),
+    ] = None,
 ) -> None:
     """Show who is told, at which level and when, for each severity and area, and per rule."""
     checked = _checked(file)
-    found = routes(checked.notify)
-    by_rule = rule_routes(checked)
+    try:
+        when = None if at is None else parse_at(at, checked.notify)
+    except ValueError:
+        fail("--at: not an ISO 8601 time (2026-12-03T19:00, or with an offset)")
+    found = routes(checked.notify, when)
+    by_rule = rule_routes(checked, when)
     if output is Output.JSON:
         print_json(
             {"ladders": [r.to_json() for r in found], "rules": [r.to_json() for r in by_rule]}

@@ -8,7 +8,7 @@ points each error at its line in the file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +139,16 @@ class Route:
         }
 
 
-def routes(policy: NotifyPolicy) -> list[Route]:
-    """Return every level of every severity, for the default routing and each area."""
+def routes(policy: NotifyPolicy, at: datetime | None = None) -> list[Route]:
+    """Return every level of every severity, for the default routing and each area.
+
+    With `at`, who the rota has on duty then (weekly shifts and cover; calendar feeds
+    are not fetched here), as an alert raised at that moment would be told.
+    """
     found = []
-    for area in [None, *sorted(policy.routing.areas)]:
+    for area in [None, *_areas(policy, at)]:
         for severity in sorted(policy.escalation, reverse=True):
-            chain = chain_for(policy, severity, area, default_url=None)
+            chain = chain_for(policy, severity, area, default_url=None, at=at)
             for level in chain.levels:
                 recipients = tuple(
                     _address(r.name, r.channel, r.url, r.to) for r in level.recipients
@@ -163,10 +167,24 @@ def routes(policy: NotifyPolicy) -> list[Route]:
     return found
 
 
+def _areas(policy: NotifyPolicy, at: datetime | None) -> list[str]:
+    """Return the areas whose routes differ: by routing, and by rota at a given time."""
+    areas = set(policy.routing.areas) | (set(policy.rota.areas) if at is not None else set())
+    return sorted(areas)
+
+
 def _address(name: str, channel: Channel, url: str | None, to: tuple[str, ...]) -> str:
     if channel is Channel.WEBHOOK:
         return f"{name} (webhook {url or DEFAULT_WEBHOOK})"
-    return f"{name} ({channel.value} {', '.join(to)})"
+    if channel is Channel.EMAIL:
+        return f"{name} ({channel.value} {', '.join(to)})"
+    return f"{name} ({channel.value})"  # Teams' URL and PagerDuty's key are secrets
+
+
+def parse_at(text: str, policy: NotifyPolicy) -> datetime:
+    """Read `--at`: an ISO 8601 time; without an offset, local time in the policy's zone."""
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo is not None else at.replace(tzinfo=policy.zone)
 
 
 @dataclass(frozen=True)
@@ -230,8 +248,8 @@ def rule_severities(risk: RiskPolicy) -> dict[str, list[Severity]]:
     return {rule: sorted(set(severities)) for rule, severities in found.items()}
 
 
-def rule_routes(checked: Checked) -> list[RuleRoute]:
-    """Return, per rule, severity and area, who the raise reaches at once.
+def rule_routes(checked: Checked, at: datetime | None = None) -> list[RuleRoute]:
+    """Return, per rule, severity and area, who the raise reaches at once (at `at`).
 
     Level 1 for every rule but one told from a higher level
     (`custody-accommodation-refused`: every level up to its `start-level`, told together
@@ -242,8 +260,8 @@ def rule_routes(checked: Checked) -> list[RuleRoute]:
     for rule, severities in rule_severities(checked.risk).items():
         start = refused.start_level if rule == Rule.CUSTODY_ACCOMMODATION_REFUSED else 1
         for severity in severities:
-            for area in [None, *sorted(checked.notify.routing.areas)]:
-                chain = chain_for(checked.notify, severity, area, default_url=None)
+            for area in [None, *_areas(checked.notify, at)]:
+                chain = chain_for(checked.notify, severity, area, default_url=None, at=at)
                 told = [r.name for level in chain.levels[:start] for r in level.recipients]
                 found.append(
                     RuleRoute(

@@ -122,8 +122,13 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
-class WebhookChannel:
-    """POSTs signed JSON with one shared client session."""
+class HttpClient:
+    """One shared aiohttp session for a channel, and one POST per attempt.
+
+    Redirects are never followed (the body would go to an address nobody configured);
+    2xx delivers; 429 and 5xx may be retried (`Retry-After` read); other statuses are
+    final. Only `https://` outside development mode.
+    """
 
     def __init__(self, clock: Clock, *, allow_http: bool | None = None) -> None:
         self._clock = clock
@@ -136,34 +141,20 @@ class WebhookChannel:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         return self._session
 
-    async def attempt(  # noqa: PLR0911 - one return per outcome
-        self, url: str, *, secret: bytes, body: bytes, idempotency_key: str, time_limit: float
+    async def post(
+        self, url: str, *, body: bytes, headers: Mapping[str, str], time_limit: float
     ) -> Attempt:
-        """POST once. 2xx delivers; 5xx, 429 and connection errors may be retried.
-
-        3xx is not followed and is final, like other 4xx: the receiver's address is wrong.
-        """
+        """POST `body` once and classify the answer."""
         if not self._allow_http and urlsplit(url).scheme.lower() != "https":
             # Checked at start-up too; this guards any URL that got past that.
             return Attempt(
                 ok=False, permanent=True, reason=FailureReason.MISCONFIGURED, detail="not_https"
             )
-        # Signed afresh per attempt: a retry is a new delivery attempt with its own time,
-        # under the same id, so the receiver's replay window applies to each.
-        timestamp = int(self._clock.now().timestamp())
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": idempotency_key,
-            ID_HEADER: idempotency_key,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(secret, idempotency_key, timestamp, body),
-            "User-Agent": "safeguard-notify",
-        }
         try:
             async with self._client().post(
                 url,
                 data=body,
-                headers=headers,
+                headers={"Content-Type": "application/json", **headers},
                 timeout=aiohttp.ClientTimeout(total=time_limit),
                 allow_redirects=False,
             ) as response:
@@ -177,26 +168,62 @@ class WebhookChannel:
             return Attempt(
                 ok=False, reason=FailureReason.CONNECTION_ERROR, detail=type(exc).__name__
             )
-        detail = f"http_{status}"
-        if HTTP_OK_MIN <= status <= HTTP_OK_MAX:
-            return Attempt(ok=True, detail=detail)
-        if status == HTTP_TOO_MANY:
-            return Attempt(
-                ok=False, reason=FailureReason.RATE_LIMITED, detail=detail, retry_after=retry_after
-            )
-        if status >= HTTP_SERVER_ERROR:
-            return Attempt(
-                ok=False, reason=FailureReason.SERVER_ERROR, detail=detail, retry_after=retry_after
-            )
-        if HTTP_REDIRECT_MIN <= status <= HTTP_REDIRECT_MAX:
-            # Not followed (see the module docstring); the detail says why it failed.
-            detail = f"http_{status}_redirect_not_followed"
-        return Attempt(ok=False, permanent=True, reason=FailureReason.CLIENT_ERROR, detail=detail)
+        return classify_status(status, retry_after)
 
     async def close(self) -> None:
         """Close the client session."""
         if self._session is not None:
             await self._session.close()
+
+
+def classify_status(status: int, retry_after: float | None = None) -> Attempt:
+    """Return what an HTTP status means for a delivery attempt."""
+    detail = f"http_{status}"
+    if HTTP_OK_MIN <= status <= HTTP_OK_MAX:
+        return Attempt(ok=True, detail=detail)
+    if status == HTTP_TOO_MANY:
+        return Attempt(
+            ok=False, reason=FailureReason.RATE_LIMITED, detail=detail, retry_after=retry_after
+        )
+    if status >= HTTP_SERVER_ERROR:
+        return Attempt(
+            ok=False, reason=FailureReason.SERVER_ERROR, detail=detail, retry_after=retry_after
+        )
+    if HTTP_REDIRECT_MIN <= status <= HTTP_REDIRECT_MAX:
+        # Not followed (see HttpClient); the detail says why it failed.
+        detail = f"http_{status}_redirect_not_followed"
+    return Attempt(ok=False, permanent=True, reason=FailureReason.CLIENT_ERROR, detail=detail)
+
+
+class WebhookChannel:
+    """POSTs signed JSON with one shared client session."""
+
+    def __init__(self, clock: Clock, *, allow_http: bool | None = None) -> None:
+        self._clock = clock
+        self._http = HttpClient(clock, allow_http=allow_http)
+
+    async def attempt(
+        self, url: str, *, secret: bytes, body: bytes, idempotency_key: str, time_limit: float
+    ) -> Attempt:
+        """POST once. 2xx delivers; 5xx, 429 and connection errors may be retried.
+
+        3xx is not followed and is final, like other 4xx: the receiver's address is wrong.
+        """
+        # Signed afresh per attempt: a retry is a new delivery attempt with its own time,
+        # under the same id, so the receiver's replay window applies to each.
+        timestamp = int(self._clock.now().timestamp())
+        headers = {
+            "Idempotency-Key": idempotency_key,
+            ID_HEADER: idempotency_key,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, idempotency_key, timestamp, body),
+            "User-Agent": "safeguard-notify",
+        }
+        return await self._http.post(url, body=body, headers=headers, time_limit=time_limit)
+
+    async def close(self) -> None:
+        """Close the client session."""
+        await self._http.close()
 
 
 class SmtpSettings(BaseModel):

@@ -67,7 +67,7 @@ class Dispatcher:
 
     def start(self, record: AlertRecord, pending: PendingDelivery) -> None:
         """Hand a notification to its channel in the background."""
-        content = Content.of(record, pending, self.public_url)
+        content = Content.of(record, pending, self.public_url, self.deliverer.presentation)
         # A fresh context: the task must not keep the stream's current event alive.
         task = asyncio.get_running_loop().create_task(
             self._deliver(record.alert.alert_id, content, pending.model_copy()),
@@ -102,7 +102,7 @@ class Dispatcher:
         """Cancel what is running: the new owner hands it over again after its grace."""
         for task in list(self._tasks):
             task.cancel()
-        await self.deliverer.webhook.close()
+        await self.deliverer.close()
 
 
 def listed(pending: PendingDelivery) -> dict[str, str]:

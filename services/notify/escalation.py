@@ -28,7 +28,11 @@ Three more behaviours, still pure:
   orphan: late, never lost (a receiver may then see it twice, never not at all).
 - **Raised and resolved together.** A breach whose fulfilment is known before level 1
   went out (risk publishes both together when the fulfilment was already late) is sent
-  once, to level 1, as a resolution notice: not a page followed by an all-clear.
+  once, to level 1, as a resolution notice: not a page followed by an all-clear. Not to
+  a paging channel (PagerDuty): a notice there would open an incident to close it.
+- **Acknowledgements mirrored.** Channels that keep an alert's state of their own
+  (PagerDuty) are told of an acknowledgement, once per acknowledgement, if an alert
+  notification reached them; a resolution tells every channel reached, as before.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from schemas.notifications import (
     AlertAcknowledged,
     AlertClosed,
     AlertReopened,
+    Channel,
     EscalationReason,
     NotificationFailed,
     NotificationPurpose,
@@ -53,6 +58,7 @@ from services.notify.ledger import (
     AlertStatus,
     Delivery,
     GroupMember,
+    NextStepNote,
     PendingDelivery,
     add_entry,
 )
@@ -126,10 +132,18 @@ def _ladder_start(record: AlertRecord) -> datetime:
     return record.ladder_from or record.alert.raised_at
 
 
+# Channels holding an alert's state of their own, told when it is acknowledged.
+MIRRORS_ACKNOWLEDGEMENT = frozenset({Channel.PAGERDUTY})
+# Channels that page: a breach already resolved when first told is not sent there.
+PAGES = frozenset({Channel.PAGERDUTY})
+
+
 def notification_id(alert_id: str, purpose: NotificationPurpose, *parts: object) -> str:
     """Return the deterministic id of one notification (the webhook `Idempotency-Key`)."""
     if purpose is NotificationPurpose.RESOLUTION:
         return ":".join([alert_id, "resolved", *map(str, parts)])
+    if purpose is NotificationPurpose.ACKNOWLEDGEMENT:
+        return ":".join([alert_id, "acknowledged", *map(str, parts)])
     return ":".join([alert_id, *map(str, parts)])
 
 
@@ -314,9 +328,32 @@ def _grouped(
         now=now,
         deadline=now,
     )
-    members = [record.alert, *sorted((s.alert for s in waiting), key=lambda a: a.alert_id)]
-    record.deliveries[ident].members = [GroupMember.of(a) for a in members]
+    members = [record, *sorted(waiting, key=lambda s: s.alert.alert_id)]
+    record.deliveries[ident].members = [
+        GroupMember.of(m.alert, _after_level_one(m, now)) for m in members
+    ]
     return True
+
+
+def _after_level_one(record: AlertRecord, now: datetime) -> NextStepNote | None:
+    """Return what an alert's ladder does next once level 1 is told at `now`.
+
+    Each listed alert keeps its own ladder (a group mixes severities): the message
+    shows each one's own countdown, not the leader's.
+    """
+    rung = record.chain.at(2)
+    level_at = _ladder_start(record) + rung.after if rung is not None else None
+    repeat_at = now + record.chain.repeat if record.chain.repeat is not None else None
+    if rung is not None and level_at is not None and (repeat_at is None or level_at <= repeat_at):
+        return NextStepNote(
+            at=level_at, kind="level", level=2, route=rung.route, recipients=list(_names(rung))
+        )
+    first = record.chain.at(1)
+    if repeat_at is None or first is None:
+        return None
+    return NextStepNote(
+        at=repeat_at, kind="repeat", level=1, route=first.route, recipients=list(_names(first))
+    )
 
 
 def _first_message(record: AlertRecord, recipient: str) -> PendingDelivery | None:
@@ -449,6 +486,8 @@ def advance(
         deadline = _deadline(record, now, limits)
         for pending in decision.dispatches:
             pending.deadline = deadline
+    elif record.status is AlertStatus.ACKNOWLEDGED:
+        _mirror_acknowledgement(record, now, limits, decision)
     elif record.status is AlertStatus.RESOLVED:
         _tell_resolved_breach(record, now, limits, decision)
         for name, told in _reached(record).items():
@@ -482,6 +521,32 @@ def advance(
     return decision
 
 
+def _mirror_acknowledgement(
+    record: AlertRecord, now: datetime, limits: Limits, decision: Decision
+) -> None:
+    """Tell the channels that mirror acknowledgements and were reached: once per ack."""
+    ack = record.acknowledgement
+    if ack is None:
+        return
+    stamp = int(ack.acknowledged_at.timestamp() * 1000)
+    for name, told in _reached(record).items():
+        if told.recipient.channel not in MIRRORS_ACKNOWLEDGEMENT:
+            continue
+        _dispatch(
+            record,
+            decision,
+            notification_id(
+                record.alert.alert_id, NotificationPurpose.ACKNOWLEDGEMENT, stamp, name
+            ),
+            purpose=NotificationPurpose.ACKNOWLEDGEMENT,
+            recipient=told.recipient,
+            level=told.level,
+            round_=0,
+            now=now,
+            deadline=now + limits.max_retry,
+        )
+
+
 def _tell_resolved_breach(
     record: AlertRecord, now: datetime, limits: Limits, decision: Decision
 ) -> None:
@@ -492,6 +557,8 @@ def _tell_resolved_breach(
     if rung is None:
         return
     for recipient in rung.recipients:
+        if recipient.channel in PAGES:
+            continue
         _dispatch(
             record,
             decision,

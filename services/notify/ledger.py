@@ -22,6 +22,7 @@ __all__ = [
     "AlertStatus",
     "Delivery",
     "GroupMember",
+    "NextStepNote",
     "Outcome",
     "PendingDelivery",
     "TimelineEntry",
@@ -30,6 +31,16 @@ __all__ = [
 
 
 Outcome = Literal["sent", "failed"]
+
+
+class NextStepNote(BaseModel):
+    """What a listed alert's own ladder does next once level 1 is told: its countdown."""
+
+    at: AwareDatetime
+    kind: Literal["level", "repeat"]
+    level: int = Field(ge=1)
+    route: str
+    recipients: list[str]
 
 
 class GroupMember(BaseModel):
@@ -42,12 +53,21 @@ class GroupMember(BaseModel):
     subject_id: str
     area: str | None = None
     due_at: AwareDatetime | None = None
+    raised_at: AwareDatetime | None = Field(
+        default=None, description="absent in messages grouped before it was recorded"
+    )
     summary: str
+    next_step: NextStepNote | None = Field(
+        default=None,
+        description="its own ladder's next step (severities differ within a group); absent "
+        "in messages grouped before it was recorded",
+    )
 
     @classmethod
-    def of(cls, alert: AlertRaised) -> GroupMember:
+    def of(cls, alert: AlertRaised, next_step: NextStepNote | None = None) -> GroupMember:
         """List an alert."""
         return cls(
+            next_step=next_step,
             alert_id=alert.alert_id,
             rule=alert.rule,
             severity=alert.severity.value,
@@ -55,6 +75,7 @@ class GroupMember(BaseModel):
             subject_id=alert.subject_id,
             area=alert.area,
             due_at=alert.due_at,
+            raised_at=alert.raised_at,
             summary=alert.summary,
         )
 

@@ -1,16 +1,18 @@
 """The notify policy: escalation chains per severity, routing by area, receivers.
 
-Read from the same policy file as the risk service (its `escalation`, `routing` and
-`receivers` sections). `chain_for` resolves the chain an alert follows at raise time;
-the result is stored with the alert, so a policy change affects new alerts only.
+Read from the same policy file as the risk service (its `escalation`, `routing`,
+`receivers`, `rota`, `guidance` and `timezone` sections). `chain_for` resolves the chain
+an alert follows at raise time, who is on duty then included; the result is stored
+with the alert, so a policy or rota change affects new alerts only.
 """
 
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AnyHttpUrl,
@@ -18,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -25,9 +28,10 @@ from schemas.alerts import Severity
 from schemas.notifications import Channel, ReceiverName
 from services.common.durations import Duration
 from services.common.policy_file import load_policy_file
+from services.notify.guidance import Guidance
+from services.notify.rota import Calendars, OnDuty, Rota, RouteName, SecretName, on_duty
 
-RouteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-SecretName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+RuleKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")]
 
 
@@ -78,8 +82,20 @@ class SeverityPolicy(_Strict):
         return self
 
 
+# What a receiver's `secret` names, per channel, and where its value is set.
+SECRET_MEANING = {
+    Channel.WEBHOOK: "the name of its signing key (NOTIFY_WEBHOOK_SECRETS__<NAME>)",
+    Channel.TEAMS: "the name of its Workflows URL (NOTIFY_TEAMS_URLS__<NAME>)",
+    Channel.PAGERDUTY: "the name of its routing key (NOTIFY_PAGERDUTY_KEYS__<NAME>)",
+}
+
+
 class Receiver(_Strict):
-    """How a receiver is reached: a webhook (signed) or email addresses."""
+    """How a receiver is reached: a signed webhook, email addresses, Teams or PagerDuty.
+
+    Teams' Workflows URL and PagerDuty's routing key are credentials: the policy names
+    them (`secret`) and the environment holds them, like a webhook's signing key.
+    """
 
     channel: Channel
     url: AnyHttpUrl | None = None
@@ -88,16 +104,22 @@ class Receiver(_Strict):
 
     @model_validator(mode="after")
     def _fits_channel(self) -> Self:
-        if self.channel is Channel.WEBHOOK:
-            if self.secret is None:
-                raise ValueError("a webhook receiver needs `secret` (the name of its signing key)")
-            if self.to:
-                raise ValueError("`to` is for email receivers")
-        else:
+        if self.channel is Channel.EMAIL:
             if not self.to:
                 raise ValueError("an email receiver needs `to`")
             if self.url is not None or self.secret is not None:
-                raise ValueError("`url` and `secret` are for webhook receivers")
+                raise ValueError("`url` and `secret` are not for email receivers")
+            return self
+        if self.secret is None:
+            raise ValueError(
+                f"a {self.channel.value} receiver needs `secret`: {SECRET_MEANING[self.channel]}"
+            )
+        if self.to:
+            raise ValueError("`to` is for email receivers")
+        if self.channel is not Channel.WEBHOOK and self.url is not None:
+            raise ValueError(
+                f"a {self.channel.value} receiver's address is a secret: name it with `secret`"
+            )
         return self
 
 
@@ -127,6 +149,30 @@ class NotifyPolicy(BaseModel):
         description="level 1 waits this long after the raise, so that the alerts one "
         "trigger event raises together go out as one message per receiver",
     )
+    timezone: str = Field(
+        default="Europe/London",
+        description="the deployment's time zone: local times in messages, rota shifts",
+    )
+    guidance: dict[RuleKey, Guidance] = Field(
+        default_factory=dict,
+        description="per rule id: what to do, whom to call (roles), the statutory basis; "
+        "guidance for a rule this release does not raise is kept and unused",
+    )
+    rota: Rota = Field(default_factory=Rota, description="who is on duty, per route and area")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/London)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """Return the deployment's time zone."""
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -145,15 +191,40 @@ class NotifyPolicy(BaseModel):
                 unknown = [name for name in names if name not in self.receivers]
                 if unknown:
                     raise ValueError(f"route {route!r} names unknown receivers: {unknown}")
+        self._rota_consistent()
         return self
+
+    def _rota_consistent(self) -> None:
+        for area, route, rota in self.rota.entries():
+            where = f"rota.{area or 'default'}.{route}"
+            if route not in self.routing.default:
+                raise ValueError(f"{where}: route {route!r} is not in routing.default")
+            unknown = sorted(rota.receiver_names() - set(self.receivers))
+            if unknown:
+                raise ValueError(f"{where} names unknown receivers: {unknown}")
 
     def ack_timeout(self, severity: Severity) -> timedelta:
         """Return how long an acknowledgement of `severity` holds without the work done."""
         return self.escalation[severity].ack_timeout or DEFAULT_ACK_TIMEOUTS[severity]
 
-    def secret_names(self) -> set[str]:
-        """Return the names of every webhook signing secret the policy refers to."""
-        return {r.secret for r in self.receivers.values() if r.secret is not None}
+    def secret_names(self, channel: Channel = Channel.WEBHOOK) -> set[str]:
+        """Return the names of the secrets of `channel`'s receivers (webhook signing keys).
+
+        For Teams, the names of their Workflows URLs; for PagerDuty, of routing keys.
+        """
+        return {
+            r.secret
+            for r in self.receivers.values()
+            if r.secret is not None and r.channel is channel
+        }
+
+    def calendar_secret_names(self) -> set[str]:
+        """Return the names of rota calendar URLs kept in the environment."""
+        return {c.secret for c in self.rota.calendars().values() if c.secret is not None}
+
+    def guidance_for(self, rule: str) -> Guidance | None:
+        """Return the guidance for `rule`, or None when the policy has none."""
+        return self.guidance.get(rule)
 
     def receivers_without_url(self) -> list[str]:
         """Return the webhook receivers that rely on the default webhook URL."""
@@ -197,15 +268,69 @@ class Chain(_Strict):
         return self.levels[level - 1] if 1 <= level <= len(self.levels) else None
 
 
-def chain_for(
-    policy: NotifyPolicy, severity: Severity, area: str | None, *, default_url: str | None
-) -> Chain:
-    """Resolve the chain for an alert of `severity` in `area`, recipients included."""
-    ladder = policy.escalation[severity]
+def route_receivers(policy: NotifyPolicy, area: str | None, route: str) -> list[str]:
+    """Return the routing table's receivers of `route` in `area` (no rota)."""
     overrides = policy.routing.areas.get(area, {}) if area else {}
+    return overrides.get(route, policy.routing.default[route])
+
+
+def on_duty_now(
+    policy: NotifyPolicy,
+    area: str | None,
+    at: datetime,
+    calendars: Calendars | None = None,
+) -> dict[str, OnDuty]:
+    """Return, for each route of the ladders, who it reaches in `area` at `at`.
+
+    What the desk shows as "on duty now", and what `chain_for` snapshots at a raise.
+    `calendars` are the rota feeds' shifts as last fetched (none: weekly shifts only).
+    """
+    routes = dict.fromkeys(
+        level.route for ladder in policy.escalation.values() for level in ladder.levels
+    )
+    return {
+        route: on_duty(
+            policy.rota.for_route(area, route),
+            route_receivers(policy, area, route),
+            at=at,
+            zone=policy.zone,
+            calendars=calendars or {},
+            known=policy.receivers,
+        )
+        for route in routes
+    }
+
+
+def chain_for(  # noqa: PLR0913 - the alert's severity and area, and when it was raised
+    policy: NotifyPolicy,
+    severity: Severity,
+    area: str | None,
+    *,
+    default_url: str | None,
+    at: datetime | None = None,
+    calendars: Calendars | None = None,
+) -> Chain:
+    """Resolve the chain for an alert of `severity` in `area`, recipients included.
+
+    With `at` (the raise), the rota decides the routes it covers: who is on duty then,
+    from `calendars` (the feeds' shifts as last fetched) or the weekly shifts. Without
+    it, the routing table alone.
+    """
+    ladder = policy.escalation[severity]
     levels = []
     for number, level in enumerate(ladder.levels, start=1):
-        names = overrides.get(level.route, policy.routing.default[level.route])
+        names = route_receivers(policy, area, level.route)
+        if at is not None:
+            names = list(
+                on_duty(
+                    policy.rota.for_route(area, level.route),
+                    names,
+                    at=at,
+                    zone=policy.zone,
+                    calendars=calendars or {},
+                    known=policy.receivers,
+                ).receivers
+            )
         recipients = []
         for name in dict.fromkeys(names):  # a receiver named twice is told once
             receiver = policy.receivers[name]

@@ -10,8 +10,9 @@ metrics, the dead-letter reasons, and every webhook and email body are searched:
 marker is in none of them.
 
 A valid event then raises an alert that reaches the webhook and an email: its
-`subject` (an identifier, accepted) is copied nowhere, and the email carries no child
-id (email leaves the force's systems).
+`subject` (an identifier, accepted) is copied nowhere. Both carry the alert's subject
+id, the pseudonymous reference the sending systems use (issue 21: a duty manager must
+know whom an alert is about), and nothing else the sender wrote.
 
 Dead-letter records keep the rejected record's bytes in `value` by design (to repair and
 replay it); the sweep checks their reasons (`errors`), where nothing of the input may be.
@@ -256,7 +257,8 @@ def test_free_text_is_refused_and_never_comes_out(
     produce(stack.bootstrap, stack.topics.events, [(b"k", value) for value in raw])
 
     # One valid event with an identifier subject raises an alert (its referral is
-    # overdue on arrival): webhook and email carry the alert, not the subject.
+    # overdue on arrival): webhook and email carry the alert and its subject id, never
+    # the CloudEvent's `subject`.
     valid = incident(child_id="C-SWEEP-9", subject=f"{TAG}-SUBJECT-1")
     status, reply = post(f"{ingest}{EVENTS}", json.dumps(valid).encode(), structured)
     assert status == 202, reply
@@ -289,7 +291,15 @@ def test_free_text_is_refused_and_never_comes_out(
     for mail in smtp_inbox.messages:
         text = mail.message.as_string()
         assert TAG not in text
-        assert "C-SWEEP-9" not in text  # no child ids in email at all
+        for part in mail.message.walk():
+            if part.get_content_maintype() == "text":
+                assert TAG not in part.get_content()
+    # The subject id, a pseudonymous reference, is what the email names the child by.
+    assert any(
+        "child C-SWEEP-9"
+        in (m.message.get_body(preferencelist=("plain",)) or m.message).get_content()
+        for m in mails
+    )
     for name in ("ingest", "risk", "notify"):
         code, metrics, _ = Client().request("GET", f"{stack.url(name)}/metrics")
         assert code == 200

@@ -270,10 +270,12 @@ def test_every_message_carries_its_console_link_and_a_group_lists_each_alert() -
     grouped = pending([GroupMember.of(one), GroupMember.of(two)])
     content = Content.of(record, grouped, "https://console.example.org/")
     body = json.loads(webhook_body(content, grouped))
-    assert body["console_url"] == "https://console.example.org/console/alerts/al-1"
+    # The group leads with its most severe alert and lists it first (issue 21).
+    assert body["console_url"] == "https://console.example.org/console/alerts/al-2"
+    assert body["alert"]["alert_id"] == "al-2"
     assert [a["console_url"] for a in body["alerts"]] == [
-        "https://console.example.org/console/alerts/al-1",
         "https://console.example.org/console/alerts/al-2",
+        "https://console.example.org/console/alerts/al-1",
     ]
     mail = email_message(content, grouped, sender="s@example.org")
     text = mail.get_body(preferencelist=("plain",))

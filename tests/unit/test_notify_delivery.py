@@ -227,7 +227,7 @@ def test_missing_secret_is_a_permanent_misconfiguration() -> None:
     )
 
 
-def test_email_carries_the_summary_in_text_and_html_without_subject_ids(
+def test_email_carries_the_summary_and_subject_id_in_text_and_html(
     smtp_inbox: SmtpInbox,
 ) -> None:
     clock = FakeClock(T0)
@@ -238,7 +238,7 @@ def test_email_carries_the_summary_in_text_and_html_without_subject_ids(
     (mail,) = smtp_inbox.wait_for(lambda m: m.message["X-Safeguard-Notification-Id"] is not None)
     message = mail.message
     assert mail.to == ["seniors@example.org"]
-    assert message["Subject"] == "[Safeguard] Level 1: high alert, missing-referral"
+    assert message["Subject"] == "[Safeguard] Level 1: high missing-referral, overdue 1 h"
     assert message["Message-ID"] == "<al-7.1.0.seniors@safeguard>"
     plain = message.get_body(preferencelist=("plain",))
     markup = message.get_body(preferencelist=("html",))
@@ -248,7 +248,12 @@ def test_email_carries_the_summary_in_text_and_html_without_subject_ids(
         assert "al-7" in text
         assert "missing-referral" in text
         assert "high-risk missing episode" in text
-    assert "C-SECRET-1" not in message.as_string()
+        # Issue 21: the pseudonymous subject id, local times to the minute, how late.
+        assert "child C-SECRET-1" in text
+        assert "Fri 20 Nov 2026 20:00 GMT" in text  # due, local (GMT in November)
+        assert "Overdue for" in text
+        assert "1 h (at Fri 20 Nov 2026 21:00 GMT)" in text
+        assert "+00:00" not in text  # no ISO times with offsets or microseconds
 
 
 def test_refused_mailbox_is_a_final_failure(smtp_inbox: SmtpInbox) -> None:
