@@ -14,7 +14,7 @@ stream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from services.notify.logic import NotifyLogic, NotifyTopics
 from services.notify.metrics import NotifyMetrics
 from services.notify.peers import Peers
 from services.notify.policy import NotifyPolicy
+from services.notify.rota import Calendars
 from services.notify.settings import NotifySettings
 
 log = structlog.get_logger(__name__)
@@ -78,6 +79,7 @@ class NotifyService:
         auth: Authenticator,
         deliverer: Deliverer,
         metrics: NotifyMetrics,
+        calendars: Callable[[], Calendars] = dict,
     ) -> None:
         check_settings(policy, settings)
         self.settings = settings
@@ -140,6 +142,7 @@ class NotifyService:
             limits=self.limits,
             group_window=self.group_window,
             default_url=str(settings.webhook_url) if settings.webhook_url else None,
+            calendars=calendars,
         )
         self.index = self.logic.index
         self.processor: FaustProcessor[AlertRecord] = FaustProcessor(

@@ -147,11 +147,19 @@ def notification_id(alert_id: str, purpose: NotificationPurpose, *parts: object)
     return ":".join([alert_id, *map(str, parts)])
 
 
+def _start_level(record: AlertRecord) -> int:
+    """Return the level an alert's first step reaches (above 1: the levels below told with it)."""
+    return min(record.alert.start_level or 1, len(record.chain.levels))
+
+
 def _level_due(record: AlertRecord) -> tuple[datetime, EscalationReason | None] | None:
     nxt = record.chain.at(record.level + 1)
     if nxt is None:
         return None
     scheduled = _ladder_start(record) + nxt.after
+    if 0 < record.level < _start_level(record):
+        # Climbing to the start level: due with level 1, taken in the same advance.
+        return record.last_step_at or scheduled, EscalationReason.START_LEVEL
     if record.level == 0:
         if record.hold_until is not None:
             return max(scheduled, record.hold_until), None
@@ -221,8 +229,16 @@ def _take_step(
             record, now, "escalated", level=record.level, reason=reason, scheduled_at=scheduled
         )
     deadline = now  # set by `advance` once every due step is taken
+    start = _start_level(record)
+    if record.round == 0 and record.level < start:
+        return True  # told with the start level, once per receiver
+    recipients = rung.recipients
+    if record.round == 0 and record.level == start > 1:
+        # Every receiver of the levels up to the start level, each once.
+        everyone = [r for level in record.chain.levels[:start] for r in level.recipients]
+        recipients = tuple({r.name: r for r in everyone}.values())
     first = record.level == 1 and record.round == 0 and record.hold_until is not None
-    for recipient in rung.recipients:
+    for recipient in recipients:
         if first and siblings is not None and _grouped(record, recipient, now, decision, siblings):
             continue
         _dispatch_alert(record, decision, recipient, now, deadline)

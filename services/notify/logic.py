@@ -19,7 +19,7 @@ exactly as one attempt would.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -59,6 +59,7 @@ from services.notify.index import AlertIndex
 from services.notify.ledger import AlertRecord, AlertStatus, PendingDelivery
 from services.notify.metrics import NotifyMetrics
 from services.notify.policy import NotifyPolicy, chain_for
+from services.notify.rota import Calendars
 
 log = structlog.get_logger(__name__)
 
@@ -142,6 +143,7 @@ class NotifyLogic:
         limits: Limits,
         group_window: timedelta,
         default_url: str | None,
+        calendars: Callable[[], Calendars] = dict,
     ) -> None:
         self.policy = policy
         self.metrics = metrics
@@ -150,6 +152,8 @@ class NotifyLogic:
         self.limits = limits
         self.group_window = group_window
         self.default_url = default_url
+        # The rota feeds' shifts as last fetched: who is on duty when an alert is raised.
+        self.calendars = calendars
         self.retention = policy.resolved_retention
         self.index = AlertIndex(metrics)
         # After a recovery, outcomes published before the restart may still be unread in
@@ -262,8 +266,17 @@ class NotifyLogic:
         if view.get(alert.alert_id) is not None:
             log.info("duplicate_dropped", alert_id=alert.alert_id, type="alert.raised")
             return [_duplicate(alert.alert_id)]
-        chain = chain_for(self.policy, alert.severity, alert.area, default_url=self.default_url)
-        record = open_record(alert, chain, now, hold=self.group_window)
+        chain = chain_for(
+            self.policy,
+            alert.severity,
+            alert.area,
+            default_url=self.default_url,
+            at=alert.raised_at,
+            calendars=self.calendars(),
+        )
+        # An alert that starts higher up its ladder is told at once: no group window.
+        hold = timedelta(0) if alert.start_level else self.group_window
+        record = open_record(alert, chain, now, hold=hold)
         return [self._change(record, view, now)]
 
     def check(

@@ -97,6 +97,7 @@ def create_service(
         backoffs=d.backoffs(),
         presentation=Presentation.of(policy),
     )
+    feeds = rota_feeds(policy, settings, clock, registry)
     service = NotifyService(
         settings=settings,
         policy=policy,
@@ -105,11 +106,11 @@ def create_service(
         auth=Authenticator.from_file(settings.tokens_file),
         deliverer=deliverer,
         metrics=metrics,
+        # Fetched here, cached, the last good copy kept: an alert's chain is resolved
+        # with who is on duty when it is raised.
+        calendars=dict if feeds is None else feeds.snapshot,
     )
-    feeds = rota_feeds(policy, settings, clock, registry)
     if feeds is not None:
-        # Fetched here, cached, the last good copy kept; the alerts' chains take the
-        # snapshot once the logic passes it to `chain_for` (services/notify/logic.py).
         service.app.task(feeds.refresh_due)  # at start, then each minute for what is due
         service.app.timer(60.0, name="rota_refresh")(feeds.refresh_due)
     return service

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind, alert_raised_event
 from schemas.notifications import (
@@ -25,6 +26,7 @@ from schemas.notifications import (
     alert_closed_event,
 )
 from schemas.views import AlertView
+from devtools.stack import DEFAULT_POLICY
 from services.common.clock import FakeClock
 from services.common.stream.inputs import Record
 from services.notify.ledger import AlertStatus
@@ -318,3 +320,44 @@ def test_a_retried_batch_counts_an_acknowledgement_and_a_repeat_once(loop, pipel
     trail = pipeline.published(TOPICS.notifications, lambda e: e["type"] == "alert.acknowledged")
     assert len(trail) == 1
     assert pipeline.broker.fail_publishes == 0  # the failures did happen
+
+
+def test_an_alert_starting_at_level_three_tells_every_level_up_to_it_once_at_once(loop) -> None:
+    pipeline = Pipeline(FakeClock(T0), group_window=timedelta(seconds=30))
+    alert = raised().model_copy(update={"rule": "custody-accommodation-refused", "start_level": 3})
+    raise_alert(loop, pipeline, alert)  # no group window: it cannot wait
+    told = steps(pipeline, alert.alert_id)
+    assert sorted(who for _, _, who, _ in told) == [
+        "duty-desk",
+        "senior-managers",
+        "strategic-lead",
+    ]
+    assert {(level, at) for level, _, _, at in told} == {(3, timedelta(0))}
+    escalated = pipeline.published(TOPICS.notifications, lambda e: e["type"] == "alert.escalated")
+    assert [(e["data"]["level"], e["data"]["reason"]) for e in escalated] == [
+        (2, "start_level"),
+        (3, "start_level"),
+    ]
+    loop.run_until_complete(pipeline.advance(31 * MIN))  # the top level repeated after 30 min
+    assert sorted(who for level, rnd, who, _ in steps(pipeline, alert.alert_id) if rnd == 1) == [
+        "duty-desk",
+        "strategic-lead",
+    ]
+
+
+def test_who_is_on_duty_when_the_alert_is_raised_is_told(loop, tmp_path) -> None:
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text())
+    policy["receivers"]["night-desk"] = {"channel": "email", "to": ["night@example.org"]}
+    policy["rota"] = {
+        "default": {
+            "duty-manager": {
+                "shifts": [{"start": "20:00", "end": "08:00", "receivers": ["night-desk"]}]
+            }
+        }
+    }
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    pipeline = Pipeline(FakeClock(T0), policy=path)  # 2 a.m.: the night shift
+    alert = raised(Severity.HIGH)
+    raise_alert(loop, pipeline, alert)
+    assert [who for _, _, who, _ in steps(pipeline, alert.alert_id)] == ["night-desk"]
