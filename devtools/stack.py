@@ -127,49 +127,63 @@ class DevStack:
             **development_environment(),
             f"{p}HOST": self.host,
             f"{p}PORT": str(spec.port),
-            f"{p}TOKENS_FILE": str(DEV_TOKENS_FILE),
             f"{p}LOG_JSON": str(self.log_json).lower(),
             f"{p}LOG_LEVEL": self.log_level,
             f"{p}KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
         }
         for topic, name in self.topics.model_dump().items():
             env[f"{p}KAFKA__TOPICS__{topic.upper()}"] = name
-        env[f"{p}AUDIT_TOPIC"] = self.audit_topic
-        if spec.prefix == "DESK_":
-            if self.database_url is None:
-                raise StackStartError("desk pods need a database_url")
-            env[f"{p}DATABASE_URL"] = self.database_url
-            env[f"{p}PROJECTOR__GROUP_ID"] = f"safeguard-desk{self.app_suffix}"
-            env.update(self.extra_env)
-            return env
-        if spec.name != "ingest":
-            env[f"{p}APP_ID"] = f"safeguard-{spec.name}{self.app_suffix}"
-            env[f"{p}STREAM__STORE"] = "memory://"
-            data_dir = self.data_dir / spec.name
-            data_dir.mkdir(parents=True, exist_ok=True)
-            env[f"{p}STREAM__DATA_DIR"] = str(data_dir)
-            env[f"{p}STREAM__PARTITIONS"] = str(self.partitions)
+        if p in {"INGEST_", "DESK_"}:
+            # The services people and systems call: tokens, and a trail of who did what.
+            env[f"{p}TOKENS_FILE"] = str(DEV_TOKENS_FILE)
+            env[f"{p}AUDIT_TOPIC"] = self.audit_topic
+        if p == "DESK_":
+            env |= self._desk_environment(p)
+        elif spec.name != "ingest":
+            env |= self._stream_environment(spec)
+        if spec.name == "notify":
+            env |= self._notify_environment(p)
+        env.update(self.extra_env)
+        return env
+
+    def _desk_environment(self, p: str) -> dict[str, str]:
+        if self.database_url is None:
+            raise StackStartError("desk pods need a database_url")
+        return {
+            f"{p}DATABASE_URL": self.database_url,
+            f"{p}PROJECTOR__GROUP_ID": f"safeguard-desk{self.app_suffix}",
+        }
+
+    def _stream_environment(self, spec: ServiceSpec) -> dict[str, str]:
+        p = spec.prefix
+        data_dir = self.data_dir / spec.name
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            f"{p}APP_ID": f"safeguard-{spec.name}{self.app_suffix}",
+            f"{p}STREAM__STORE": "memory://",
+            f"{p}STREAM__DATA_DIR": str(data_dir),
+            f"{p}STREAM__PARTITIONS": str(self.partitions),
             # Tansu: one record per batch keeps its end offsets right (see streams.py),
             # and a 6 s session halves its group join time.
-            env[f"{p}STREAM__PRODUCER_MAX_BATCH_SIZE"] = "1"
-            env[f"{p}STREAM__SESSION_TIMEOUT_SECONDS"] = "6"
-        if spec.name == "risk":
-            env[f"{p}POLICY_FILE"] = str(self.policy_file)
-        if spec.name == "notify":
-            env[f"{p}WEBHOOK_URL"] = self.webhook_url
-            env[f"{p}POLICY_FILE"] = str(self.policy_file)
-            env[f"{p}WEBHOOK_SECRETS__DUTY_DESK"] = DEV_WEBHOOK_SECRET
-            # The console's child page reads risk's child view; its links point here.
-            env[f"{p}RISK_URL"] = self.url("risk")
-            # Links in messages open the console: the desk's when there is one.
-            env[f"{p}PUBLIC_URL"] = self.url("desk" if self.desk_ports else "notify")
-            if self.group_window_seconds is not None:
-                env[f"{p}GROUP_WINDOW_SECONDS"] = str(self.group_window_seconds)
-            if self.smtp_port is not None:
-                env[f"{p}SMTP__HOST"] = "127.0.0.1"
-                env[f"{p}SMTP__PORT"] = str(self.smtp_port)
-                env[f"{p}SMTP__SECURITY"] = "none"
-        env.update(self.extra_env)
+            f"{p}STREAM__PRODUCER_MAX_BATCH_SIZE": "1",
+            f"{p}STREAM__SESSION_TIMEOUT_SECONDS": "6",
+            f"{p}POLICY_FILE": str(self.policy_file),
+        }
+
+    def _notify_environment(self, p: str) -> dict[str, str]:
+        env = {
+            f"{p}WEBHOOK_URL": self.webhook_url,
+            f"{p}WEBHOOK_SECRETS__DUTY_DESK": DEV_WEBHOOK_SECRET,
+        }
+        if self.desk_ports:
+            # Links in messages open the desk's console.
+            env[f"{p}PUBLIC_URL"] = self.url("desk")
+        if self.group_window_seconds is not None:
+            env[f"{p}GROUP_WINDOW_SECONDS"] = str(self.group_window_seconds)
+        if self.smtp_port is not None:
+            env[f"{p}SMTP__HOST"] = "127.0.0.1"
+            env[f"{p}SMTP__PORT"] = str(self.smtp_port)
+            env[f"{p}SMTP__SECURITY"] = "none"
         return env
 
     def start_service(self, name: str) -> None:

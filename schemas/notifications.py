@@ -130,12 +130,12 @@ class NotificationPurpose(StrEnum):
 
 
 class EscalationReason(StrEnum):
-    """Why an alert climbed: its wait ran out, a delivery at the level below failed, or it starts there."""
+    """Why an alert climbed: its wait ran out, a delivery below failed, or it starts there."""
 
     SCHEDULE = "schedule"
     DELIVERY_FAILED = "delivery_failed"
     START_LEVEL = "start_level"
-    """The alert starts higher up its ladder (`start_level`): told at once, with the levels below."""
+    """The alert starts higher up its ladder (`start_level`): told at once, with those below."""
 
 
 class ResolutionReason(StrEnum):

@@ -28,6 +28,7 @@ from services.cli.api import AlertApi, ApiError
 from services.cli.backtest import BadArrival, Result, backtest
 from services.cli.database import db_app
 from services.cli.deadletter_commands import deadletter_app
+from services.cli.desk import desk_app
 from services.cli.export import ExportError, export
 from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
 from services.cli.policies import Checked, check_policy, parse_at, routes, rule_routes
@@ -59,6 +60,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/report.py
 app.add_typer(deadletter_app, name="deadletter")  # services/cli/deadletter_commands.py
 app.add_typer(db_app, name="db")  # `db upgrade`, `db status`: services/cli/database.py
+app.add_typer(desk_app, name="desk")  # `desk rebuild`: services/cli/desk.py
 
 DEFAULT_URL = "http://127.0.0.1:8084"
 

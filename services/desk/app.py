@@ -122,6 +122,7 @@ def build(
             metrics,
             clock,
             kinds,
+            publisher=publisher,
         )
         if settings.projector.enabled
         else None,

@@ -7,11 +7,13 @@ stored there, never to the group's. A crash before the commit loses nothing (the
 is read again); a crash after it repeats nothing (the stored offsets are past it). The
 writes are idempotent as well, so a topic replayed from the start changes nothing.
 
-A record that can never be projected (not JSON, not valid, a tombstone) is skipped:
-counted by reason, logged with its topic, partition and offset, never its payload; its
-offset is committed with the rest. A transient failure (the database or the broker not
-answering) is retried with backoff for as long as it lasts: nothing is dropped, and
-the batch in hand is written once the database is back.
+A record that can never be projected (not JSON, not valid) is dead-lettered on
+`safeguarding.deadletter.v1` with its reason and bytes (`safeguard deadletter` repairs and
+replays it), before the batch's offsets move past it, and counted and logged with its
+topic, partition and offset, never its payload; a tombstone is skipped, counted. A
+transient failure (the database or the broker not answering) is retried with backoff for
+as long as it lasts: nothing is dropped, and the batch in hand is written once the
+database is back.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from schemas.deadletter import DeadLetterReason
+from schemas.errors import FieldError
 from services.common.clock import Clock
-from services.desk.broker import aiokafka_options
+from services.common.stream.inputs import Input, dead_letter
+from services.desk.broker import Publisher, aiokafka_options
 from services.desk.database import Database
-from services.desk.errors import DatabaseUnavailable
+from services.desk.errors import BrokerUnavailable, DatabaseUnavailable
 from services.desk.metrics import DeskMetrics
 from services.desk.projection import Partition, mark_caught_up, read_offsets, write_batch
 from services.desk.records import Batch, Change, Kind, Skipped, decode
@@ -59,12 +64,22 @@ class Backoff:
         self.attempt = 0
 
 
+# What a skipped record is dead-lettered as (a tombstone is simply nothing to project).
+DEAD_LETTERED = {
+    "invalid_json": DeadLetterReason.INVALID_JSON,
+    "invalid_record": DeadLetterReason.INVALID_EVENT,
+}
+
+
 @dataclass(frozen=True)
 class Decoded:
     """One record, decoded: its offset, and its changes or why it has none."""
 
     offset: int
     changes: list[Change] | Skipped
+    # The record as it came, kept for what is dead-lettered only.
+    key: bytes | None = None
+    value: bytes | None = None
 
 
 Prepared = dict[TopicPartition, list[Decoded]]
@@ -73,13 +88,15 @@ Prepared = dict[TopicPartition, list[Decoded]]
 class Projector:
     """Consumes the read side's topics into the database, offsets in the same transaction."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the projector's collaborators
         self,
         settings: DeskSettings,
         database: Database,
         metrics: DeskMetrics,
         clock: Clock,
         kinds: dict[str, Kind],
+        *,
+        publisher: Publisher | None,
     ) -> None:
         self.settings = settings
         self.config = settings.projector
@@ -87,6 +104,8 @@ class Projector:
         self.metrics = metrics
         self.clock = clock
         self.kinds = kinds
+        # None: a rebuild, which reads again what was dead-lettered when first read.
+        self.publisher = publisher
         self.consumer: AIOKafkaConsumer | None = None
         # The next offset to project per partition: what the database holds, as far as
         # this projector knows (for the lag and the caught-up heartbeat).
@@ -168,9 +187,16 @@ class Projector:
     def _decode(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
         """Decode a batch's records (the CPU-bound part, done while the last one is written)."""
         return {
-            tp: [Decoded(r.offset, decode(self.kinds[tp.topic], r.value)) for r in records]
+            tp: [self._decoded(self.kinds[tp.topic], r) for r in records]
             for tp, records in batches.items()
         }
+
+    @staticmethod
+    def _decoded(kind: Kind, record: Any) -> Decoded:  # noqa: ANN401 - aiokafka's records
+        changes = decode(kind, record.value)
+        if isinstance(changes, Skipped) and changes.reason in DEAD_LETTERED:
+            return Decoded(record.offset, changes, record.key, record.value)
+        return Decoded(record.offset, changes)
 
     def _select(
         self, consumer: AIOKafkaConsumer, prepared: Prepared
@@ -209,6 +235,12 @@ class Projector:
                 batch, offsets, taken = self._select(consumer, prepared)
                 if not offsets:
                     return
+                try:
+                    await self._dead_letter(taken)
+                except BrokerUnavailable:
+                    self.metrics.retries.labels(cause="broker").inc()
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
                 started = time.monotonic()
                 caught_up = {
                     p for p, offset in offsets.items() if offset >= (self._end(consumer, p) or 0)
@@ -226,6 +258,23 @@ class Projector:
             await asyncio.sleep(backoff.next_delay())
         self._count(taken)
         self._lag(consumer)
+
+    async def _dead_letter(self, taken: dict[TopicPartition, list[Decoded]]) -> None:
+        """Publish what can never be projected, before its offset is committed."""
+        if self.publisher is None:
+            return
+        at = self.clock.now()
+        topic = self.settings.kafka.topics.deadletter
+        for tp, items in taken.items():
+            for item in items:
+                if isinstance(item.changes, Skipped) and item.changes.reason in DEAD_LETTERED:
+                    message = Input(tp.topic, tp.partition, item.offset, item.key, item.value)
+                    reason = DEAD_LETTERED[item.changes.reason]
+                    errors = [FieldError(loc="(root)", msg=item.changes.reason)]
+                    record = dead_letter(topic, message, reason, errors, at)
+                    await self.publisher.publish(
+                        record.topic, record.key or b"", record.value, what="a dead letter"
+                    )
 
     def _count(self, taken: dict[TopicPartition, list[Decoded]]) -> None:
         """Count the records written, and the skipped among them, with their reasons."""

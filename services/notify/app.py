@@ -22,9 +22,6 @@ import faust
 import structlog
 from prometheus_client import CollectorRegistry
 
-from schemas.audit import AuditAction
-from services.common.audit import publish_audit
-from services.common.auth import Authenticator, Principal
 from services.common.clock import Clock
 from services.common.faust_web import add_probe_pages
 from services.common.stream.driver import StreamMetrics
@@ -32,16 +29,12 @@ from services.common.stream.faust_runtime import FaustProcessor
 from services.common.stream.inputs import Record
 from services.common.stream.retry import RetryPolicy
 from services.common.streams import faust_options, raw_topic
-from services.notify.console import ConsoleConfig, add_console
-from services.notify.console.sessions import Sessions, TokenIdentity
 from services.notify.delivery import Deliverer
 from services.notify.dispatch import Dispatcher
 from services.notify.escalation import Limits
-from services.notify.http import AlertActions, AlertReads, add_alert_pages
 from services.notify.ledger import AlertRecord
 from services.notify.logic import NotifyLogic, NotifyTopics
 from services.notify.metrics import NotifyMetrics
-from services.notify.peers import Peers
 from services.notify.policy import NotifyPolicy
 from services.notify.rota import Calendars
 from services.notify.settings import NotifySettings
@@ -76,7 +69,6 @@ class NotifyService:
         policy: NotifyPolicy,
         clock: Clock,
         registry: CollectorRegistry,
-        auth: Authenticator,
         deliverer: Deliverer,
         metrics: NotifyMetrics,
         calendars: Callable[[], Calendars] = dict,
@@ -85,7 +77,6 @@ class NotifyService:
         self.settings = settings
         self.policy = policy
         self.clock = clock
-        self.auth = auth
         self.deliverer = deliverer
         self.metrics = metrics
         d = settings.delivery
@@ -106,13 +97,9 @@ class NotifyService:
         # batch size set in the settings wins (Tansu needs 1, see StreamSettings).
         options.setdefault("producer_max_batch_size", 1_048_576)
         options["producer_linger"] = 0.005
-        if settings.canonical_url is not None:
-            # Peers list their alerts for each other (services/notify/peers.py) here.
-            options["canonical_url"] = str(settings.canonical_url)
         self.app = faust.App(settings.app_id, **options)
         self.topics = settings.kafka.topics
         self.notifications_out = raw_topic(self.app, self.topics.notifications)
-        self.audit_topic = raw_topic(self.app, settings.audit_topic)
         retry = RetryPolicy(
             publish_timeout_seconds=settings.stream.publish_timeout_seconds,
             max_delay_seconds=settings.stream.retry_max_delay_seconds,
@@ -159,65 +146,6 @@ class NotifyService:
         )
         self.app.on_before_shutdown.connect(self._shutdown)
         add_probe_pages(self.app, registry, ready=self.processor.ready)
-        reads = AlertReads(
-            index=self.index,
-            get=self.processor.get,
-            partitions=self.processor.active_partitions,
-            peers=Peers(self.app, self.processor.table.name),
-        )
-        add_alert_pages(
-            self.app,
-            reads,
-            auth=auth,
-            clock=clock,
-            publish=self._publish_action,
-            audit=self._audit,
-        )
-        self.sessions = Sessions(
-            clock,
-            idle=timedelta(seconds=settings.console.session_idle_seconds),
-            max_age=timedelta(seconds=settings.console.session_max_seconds),
-        )
-        add_console(
-            self.app,
-            reads,
-            actions=AlertActions(
-                reads, clock=clock, publish=self._publish_action, audit=self._audit
-            ),
-            audit=self._audit,
-            clock=clock,
-            identity=TokenIdentity(auth),
-            sessions=self.sessions,
-            config=ConsoleConfig.of(
-                risk_url=str(settings.risk_url) if settings.risk_url else None,
-                refresh_seconds=settings.console.refresh_seconds,
-            ),
-        )
-        from services.notify.reports import add_reports  # noqa: PLC0415 - one wiring block
-
-        self.reports = add_reports(
-            self.app,
-            topics=self.topics,
-            partitions=settings.stream.partitions,
-            hold=self.processor.hold,
-            auth=auth,
-            clock=clock,
-            audit_topic=self.audit_topic,
-            registry=registry,
-            sessions=self.sessions,
-            settings=settings.reports,
-        )
-
-    async def _audit(self, action: AuditAction, principal: Principal, alert_id: str | None) -> None:
-        await publish_audit(
-            self.audit_topic, "notify", action, principal, self.clock.now(), alert_id=alert_id
-        )
-
-    async def _publish_action(self, alert_id: str, value: bytes) -> None:
-        # A command: the worker that owns the alert applies it in order with the rest.
-        await self.processor.driver.publish(
-            [Record(self.topics.commands, alert_id.encode(), value)]
-        )
 
     async def _publish(self, records: Sequence[Record]) -> None:
         await self.processor.driver.publish(records)

@@ -6,7 +6,6 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from schemas.notifications import Channel
-from services.common.auth import Authenticator, TokenConfigError
 from services.common.clock import SystemClock
 from services.common.environment import UnsafeConfiguration
 from services.common.logging import configure_logging
@@ -103,7 +102,6 @@ def create_service(
         policy=policy,
         clock=clock,
         registry=registry,
-        auth=Authenticator.from_file(settings.tokens_file),
         deliverer=deliverer,
         metrics=metrics,
         # Fetched here, cached, the last good copy kept: an alert's chain is resolved
@@ -151,7 +149,7 @@ def main() -> None:
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
         service = create_service(settings, SystemClock(), service_registry())
-    except (TokenConfigError, UnsafeConfiguration, SmtpConfigError, ChannelConfigError) as exc:
+    except (UnsafeConfiguration, SmtpConfigError, ChannelConfigError) as exc:
         # Said plainly on stderr, exit status 1: the operator must read why.
         raise SystemExit(f"safeguard-notify: {exc}") from None
     run_worker(service.app, log_level=settings.log_level)

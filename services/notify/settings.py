@@ -8,12 +8,10 @@ from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.notifications import Channel
-from services.common.audit import AUDIT_TOPIC
 from services.common.kafka import KafkaSettings
 from services.common.streams import StreamSettings
 from services.notify.channels import SmtpSettings
 from services.notify.pagerduty import PagerDutySettings
-from services.notify.reports.settings import ReportSettings
 from services.notify.retry import Backoff
 
 
@@ -61,20 +59,6 @@ class DeliverySettings(BaseModel):
         }
 
 
-class ConsoleSettings(BaseModel):
-    """The duty-manager console's sessions (`NOTIFY_CONSOLE__*`)."""
-
-    session_idle_seconds: float = Field(
-        default=30 * 60, gt=0, description="a session unused this long is signed out"
-    )
-    session_max_seconds: float = Field(
-        default=12 * 3600, gt=0, description="a session ends this long after sign-in (a shift)"
-    )
-    refresh_seconds: float = Field(
-        default=5.0, gt=0, description="how often an open work queue fetches its rows"
-    )
-
-
 class NotifySettings(BaseSettings):
     """Every setting of the notify service."""
 
@@ -85,12 +69,6 @@ class NotifySettings(BaseSettings):
     app_id: str = "safeguard-notify"
     host: str = "127.0.0.1"
     port: int = Field(default=8082, ge=0, le=65535)
-    canonical_url: AnyHttpUrl | None = Field(
-        default=None,
-        description="how the group's other workers reach this one (the pod's address in "
-        "Kubernetes); default http://<host>:<port>",
-    )
-    tokens_file: Path = Field(description="YAML file of token hashes and roles")
     policy_file: Path = Path("policy/default.yaml")
     webhook_url: AnyHttpUrl | None = Field(
         default=None, description="URL of webhook receivers that name none in the policy"
@@ -126,12 +104,6 @@ class NotifySettings(BaseSettings):
         "<public_url>/console/alerts/<id> (with ?act=acknowledge to acknowledge); unset: "
         "messages carry no link",
     )
-    risk_url: AnyHttpUrl | None = Field(
-        default=None,
-        description="the risk service's child view, fetched by the console's child page "
-        "with the signed-in user's token; unset: the page says it is not configured",
-    )
-    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     group_window_seconds: float | None = Field(
         default=None,
         ge=0,
@@ -143,8 +115,6 @@ class NotifySettings(BaseSettings):
         default=0.2, gt=0, description="how often due escalation steps are looked for"
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    audit_topic: str = Field(default=AUDIT_TOPIC, description="topic of the audit trail")
     stream: StreamSettings = Field(default_factory=StreamSettings)
-    reports: ReportSettings = Field(default_factory=ReportSettings)  # the timeliness report
     log_json: bool = True
     log_level: str = "INFO"

@@ -18,17 +18,12 @@ import faust
 import structlog
 from prometheus_client import CollectorRegistry
 
-from schemas.audit import AuditAction
-from services.common.audit import publish_audit
-from services.common.auth import Authenticator, Principal
 from services.common.clock import Clock
 from services.common.faust_web import add_probe_pages
 from services.common.stream.driver import StreamMetrics
 from services.common.stream.faust_runtime import FaustProcessor
 from services.common.stream.retry import RetryPolicy
 from services.common.streams import faust_options, raw_topic, topic_partitions
-from services.risk.http import add_child_page
-from services.risk.keys import SubjectKey, SubjectKind
 from services.risk.logic import RiskLogic, RiskTopics
 from services.risk.metrics import RiskMetrics, register_calendar
 from services.risk.policy import RiskPolicy
@@ -47,7 +42,6 @@ class RiskService:
         policy: RiskPolicy,
         clock: Clock,
         registry: CollectorRegistry,
-        auth: Authenticator,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -108,26 +102,6 @@ class RiskService:
             # Forwarded only: the logic applies nothing read off a topic not co-partitioned.
             self.processor.forward_from(raw_topic(self.app, topics.events), name="route")
         add_probe_pages(self.app, registry, ready=self.processor.ready)
-        audit_topic = raw_topic(self.app, settings.audit_topic)
-
-        async def audit(principal: Principal, child_id: str) -> None:
-            await publish_audit(
-                audit_topic,
-                "risk",
-                AuditAction.CHILD_VIEWED,
-                principal,
-                clock.now(),
-                child_id=child_id,
-            )
-
-        add_child_page(
-            self.app,
-            read=lambda child_id: self.processor.get(str(SubjectKey(SubjectKind.CHILD, child_id))),
-            auth=auth,
-            clock=clock,
-            policy=policy,
-            audit=audit,
-        )
 
 
 def create_app(
@@ -135,7 +109,6 @@ def create_app(
     policy: RiskPolicy,
     clock: Clock,
     registry: CollectorRegistry,
-    auth: Authenticator,
 ) -> RiskService:
     """Wire the risk service."""
-    return RiskService(settings, policy, clock, registry, auth)
+    return RiskService(settings, policy, clock, registry)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from services.common.auth import Authenticator, TokenConfigError
 from services.common.clock import SystemClock
 from services.common.environment import UnsafeConfiguration
 from services.common.logging import configure_logging
@@ -18,14 +17,13 @@ def main() -> None:
     settings = RiskSettings()
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
-        auth = Authenticator.from_file(settings.tokens_file)
         policy = load_policy(settings.policy_file, alert_key=settings.alert_key())
-    except (TokenConfigError, UnsafeConfiguration) as exc:
+    except UnsafeConfiguration as exc:
         # Said plainly on stderr, exit status 1: the operator must read why.
         raise SystemExit(f"safeguard-risk: {exc}") from None
     registry = service_registry()
     record_policy(registry, settings.policy_file)
-    service = create_app(settings, policy, SystemClock(), registry, auth)
+    service = create_app(settings, policy, SystemClock(), registry)
     run_worker(service.app, log_level=settings.log_level)
 
 

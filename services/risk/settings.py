@@ -7,7 +7,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.audit import AUDIT_TOPIC
 from services.common.environment import is_development, refuse_outside_development
 from services.common.kafka import KafkaSettings
 from services.common.streams import StreamSettings
@@ -26,7 +25,6 @@ class RiskSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
     policy_file: Path = Path("policy/default.yaml")
-    tokens_file: Path = Field(description="YAML file of token hashes and roles")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     check_interval_seconds: float = Field(
@@ -37,7 +35,6 @@ class RiskSettings(BaseSettings):
         description="secret alert ids are keyed with (HMAC-SHA256); keep it for the life of "
         "the deployment, or alert ids change. Required outside development mode",
     )
-    audit_topic: str = Field(default=AUDIT_TOPIC, description="topic of the audit trail")
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -277,7 +277,11 @@ def test_postgres_away_for_half_a_minute_is_a_clear_503_then_complete(pods: Pods
     for each in pods.pods:
         assert wait_until(
             lambda each=each: sorted(listed(each.url) or []) == everything, timeout=90
-        ), [httpx.get(f"{p.url}/readyz", timeout=5).text for p in pods.pods]
+        ), (
+            [httpx.get(f"{p.url}/readyz", timeout=5).text for p in pods.pods],
+            len(listed(each.url) or []),
+            len(everything),
+        )
     assert httpx.get(f"{pod.url}/readyz", timeout=5).status_code == 200
 
 

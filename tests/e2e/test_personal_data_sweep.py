@@ -5,7 +5,7 @@ place a sender controls at the door: the envelope attributes, unknown field name
 values, data fields, binary-mode headers and their names, the media type, the token,
 the path; the read and act pages' paths, queries and bodies; and straight onto the
 events topic, as a control room on Kafka could. Every such request is refused (or, for
-a list filter, answered without it), and then the 4xx bodies, the three services' logs, their
+a list filter, answered without it), and then the 4xx bodies, the four services' logs, their
 metrics, the dead-letter reasons, and every webhook and email body are searched: the
 marker is in none of them.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,10 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from devtools.broker import create_topics, free_port
 from devtools.stack import DEFAULT_POLICY, DEV_TOKEN, DevStack
 from tests.fixtures.broker import produce, read_all
 from tests.fixtures.smtp import SmtpInbox
-from tests.fixtures.stack import Client, wait_until
+from tests.fixtures.stack import Client, StackFactory, wait_until
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -117,41 +115,17 @@ def sweep_policy(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def sweep(
-    kafka_bootstrap: str,
-    webhook: WebhookReceiver,
-    smtp_inbox: SmtpInbox,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[DevStack, Path]]:
+    stack_factory: StackFactory, smtp_inbox: SmtpInbox, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[DevStack, Path]:
     folder = tmp_path_factory.mktemp("sweep")
-    suffix = uuid.uuid4().hex[:8]
-    log_path = folder / "services.log"
-    with log_path.open("wb") as log:
-        stack = DevStack(
-            bootstrap=kafka_bootstrap,
-            data_dir=folder / "data",
-            webhook_url=webhook.url,
-            ingest_port=free_port(),
-            risk_port=free_port(),
-            notify_port=free_port(),
-            topic_prefix=f"s{suffix}.",
-            app_suffix=f"-{suffix}",
-            policy_file=sweep_policy(folder),
-            smtp_port=smtp_inbox.port,
-            log_json=True,
-            # DEBUG: whatever any service would ever write is searched too.
-            log_level="DEBUG",
-            output=log,
-        )
-        create_topics(kafka_bootstrap, stack.topic_names())
-        try:
-            stack.start()
-            yield stack, log_path
-        except Exception:
-            log.flush()
-            print(log_path.read_text()[-20000:])  # noqa: T201 - shown only on failure
-            raise
-        finally:
-            stack.stop()
+    stack = stack_factory(
+        policy_file=sweep_policy(folder),
+        smtp_port=smtp_inbox.port,
+        # DEBUG: whatever any service would ever write is searched too.
+        log_level="DEBUG",
+    )
+    assert stack.output is not None
+    return stack, Path(stack.output.name)
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
@@ -215,24 +189,23 @@ def door_replies(stack: DevStack) -> list[tuple[str, int, str]]:
 
 def page_replies(stack: DevStack, alert_id: str) -> list[tuple[str, int, str]]:
     """Send the marker in the read and act pages' paths, queries and bodies."""
-    # The read and act pages: free text in the path, the query and the body.
-    notify, risk = stack.url("notify"), stack.url("risk")
+    desk = stack.url("desk")
     marked = quote(MARKER)
     client = Client()
     replies = [
-        ("child path", *client.request("GET", f"{risk}/v1/children/{marked}")[:2]),
-        ("alert path", *client.request("GET", f"{notify}/v1/alerts/{marked}")[:2]),
-        ("ack path", *client.request("POST", f"{notify}/v1/alerts/{marked}/ack", {})[:2]),
+        ("child path", *client.request("GET", f"{desk}/v1/children/{marked}")[:2]),
+        ("alert path", *client.request("GET", f"{desk}/v1/alerts/{marked}")[:2]),
+        ("ack path", *client.request("POST", f"{desk}/v1/alerts/{marked}/ack", {})[:2]),
     ]
     for name in ("status", "rule", "severity", "area", "limit", "cursor"):
-        url = f"{notify}/v1/alerts?{name}={marked}"
+        url = f"{desk}/v1/alerts?{name}={marked}"
         replies.append((f"query {name}", *client.request("GET", url)[:2]))
     for place, body in {
         "unknown body field": {MARKER: 1},
         "by with a control character": {"by": f"{MARKER}\n"},
         "by not a string": {"by": [MARKER]},
     }.items():
-        url = f"{notify}/v1/alerts/{alert_id}/ack"
+        url = f"{desk}/v1/alerts/{alert_id}/ack"
         replies.append((place, *client.request("POST", url, body)[:2]))
     return [(place, status, json.dumps(reply)) for place, status, reply in replies]
 
@@ -300,7 +273,7 @@ def test_free_text_is_refused_and_never_comes_out(
         in (m.message.get_body(preferencelist=("plain",)) or m.message).get_content()
         for m in mails
     )
-    for name in ("ingest", "risk", "notify"):
+    for name in ("ingest", "risk", "notify", "desk"):
         code, metrics, _ = Client().request("GET", f"{stack.url(name)}/metrics")
         assert code == 200
         assert TAG not in str(metrics), name

@@ -1,6 +1,6 @@
-"""Who may read and act on what, on the risk and notify pages; and no input gives a 5xx.
+"""Who may read and act on what, on the desk's pages; and no input gives a 5xx.
 
-The three services run as processes with the scoped tokens of `tests/fixtures/tokens.py`
+The services run as processes with the scoped tokens of `tests/fixtures/tokens.py`
 (no development token). Two backdated incidents raise alerts for a child in `north` and
 one in `south`. Every route is called by every caller of the matrix: no token, an
 unknown token, tokens without the route's role, tokens of the other area, tokens allowed
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,13 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devtools.broker import create_topics, free_port
 from devtools.stack import DevStack
 from services.common.auth import Role
 from tests.fixtures.broker import produce
-from tests.fixtures.stack import Client, wait_until
+from tests.fixtures.stack import Client, StackFactory, wait_until
 from tests.fixtures.tokens import CALLERS, TokenSet
-from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -34,29 +31,9 @@ TOKENS = TokenSet.matrix()
 
 
 @pytest.fixture(scope="module")
-def stack(
-    kafka_bootstrap: str, webhook: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevStack]:
-    suffix = uuid.uuid4().hex[:8]
-    tmp = tmp_path_factory.mktemp("authz")
-    dev = DevStack(
-        bootstrap=kafka_bootstrap,
-        data_dir=tmp / "data",
-        webhook_url=webhook.url,
-        ingest_port=free_port(),
-        risk_port=free_port(),
-        notify_port=free_port(),
-        topic_prefix=f"z{suffix}.",
-        app_suffix=f"-{suffix}",
-        output=(tmp / "services.log").open("wb"),
-        extra_env=TOKENS.stack_env(TOKENS.write(tmp / "tokens.yaml")),
-    )
-    create_topics(kafka_bootstrap, dev.topic_names())
-    dev.start()
-    try:
-        yield dev
-    finally:
-        dev.stop()
+def stack(stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> DevStack:
+    tokens = TOKENS.write(tmp_path_factory.mktemp("authz") / "tokens.yaml")
+    return stack_factory(extra_env=TOKENS.stack_env(tokens))
 
 
 def incident(child_id: str, area: str) -> tuple[bytes, bytes]:
@@ -88,7 +65,7 @@ def alerts(stack: DevStack) -> dict[str, dict[str, Any]]:
     def listed() -> bool:
         code, body, _ = client.request(
             "GET",
-            f"{stack.url('notify')}/v1/alerts?limit=500",
+            f"{stack.url('desk')}/v1/alerts?limit=500",
             headers=TOKENS.header("duty-all"),
         )
         assert code == 200, body
@@ -117,9 +94,9 @@ def test_reads_answer_each_caller_as_its_scopes_say(
 ) -> None:
     north = alerts["north"]
     routes = [
-        ("risk", f"/v1/children/{north['subject_id']}", "north"),
-        ("notify", f"/v1/alerts/{north['alert_id']}", "north"),
-        ("notify", "/v1/alerts", None),
+        ("desk", f"/v1/children/{north['subject_id']}", "north"),
+        ("desk", f"/v1/alerts/{north['alert_id']}", "north"),
+        ("desk", "/v1/alerts", None),
     ]
     for service, path, area in routes:
         code, body = call(stack, caller, "GET", service, path)
@@ -138,7 +115,7 @@ def test_lists_show_only_the_callers_areas(
 ) -> None:
     if TOKENS.expected(caller, Role.READ) != 200:
         return
-    code, body = call(stack, caller, "GET", "notify", "/v1/alerts?limit=500")
+    code, body = call(stack, caller, "GET", "desk", "/v1/alerts?limit=500")
     assert code == 200, body
     seen = {a["alert_id"] for a in body["alerts"]}
     for area, alert in alerts.items():
@@ -161,13 +138,13 @@ def test_acting_answers_each_caller_as_its_scopes_say(
                 allowed_callers.append((caller, alert))
                 continue
             code, body = call(
-                stack, caller, "POST", "notify", f"/v1/alerts/{alert['alert_id']}/{action}", body={}
+                stack, caller, "POST", "desk", f"/v1/alerts/{alert['alert_id']}/{action}", body={}
             )
             assert code == expected, (caller, area, role, code, body)
     # Then those allowed: the first is accepted, later ones find the alert moved on.
     for caller, alert in allowed_callers:
         code, body = call(
-            stack, caller, "POST", "notify", f"/v1/alerts/{alert['alert_id']}/{action}", body={}
+            stack, caller, "POST", "desk", f"/v1/alerts/{alert['alert_id']}/{action}", body={}
         )
         assert code in {202, 409}, (caller, role, code, body)
 
@@ -189,9 +166,9 @@ json_values = st.recursive(
 def test_any_path_segment_is_never_a_server_error(stack: DevStack, segment: str) -> None:
     quoted = urllib.parse.quote(segment, safe="")
     for service, path in (
-        ("risk", f"/v1/children/{quoted}"),
-        ("notify", f"/v1/alerts/{quoted}"),
-        ("notify", f"/v1/alerts?cursor={quoted}&status={quoted}&limit={quoted}"),
+        ("desk", f"/v1/children/{quoted}"),
+        ("desk", f"/v1/alerts/{quoted}"),
+        ("desk", f"/v1/alerts?cursor={quoted}&status={quoted}&limit={quoted}"),
     ):
         code, body = call(stack, "duty-all", "GET", service, path)
         assert code < 500, (path, code, body)
@@ -204,7 +181,7 @@ def test_any_path_segment_is_never_a_server_error(stack: DevStack, segment: str)
 def test_any_action_body_is_never_a_server_error(
     stack: DevStack, alerts: dict[str, dict[str, Any]], body: Any, raw: bytes
 ) -> None:
-    path = f"{stack.url('notify')}/v1/alerts/{alerts['south']['alert_id']}/ack"
+    path = f"{stack.url('desk')}/v1/alerts/{alerts['south']['alert_id']}/ack"
     headers = TOKENS.header("duty-north")  # wrong area: refused, whatever the body
     for payload in (json.dumps(body).encode(), raw, b"[" * 5000, b"1" * 5000):
         code, answer, _ = Client(token=None).request("POST", path, raw=payload, headers=headers)

@@ -1,8 +1,8 @@
-"""The timeliness report end to end: risk's outcomes on the broker, notify's report of them
-(JSON, CSV, HTML, area scopes, audit), `safeguard report timeliness`, and two notify
-workers answering the same report as one.
+"""The timeliness report end to end: risk's outcomes on the broker, the desk's report of
+them (JSON, CSV, HTML, area scopes, audit), `safeguard report timeliness`, a second desk
+pod answering the same report, and the report kept over a restart of the desk.
 
-Real processes (devtools/stack.py) against the session broker. Four referrals of the
+Real processes (devtools/stack.py) against the session broker and PostgreSQL. Four referrals of the
 `social-care-referral` rule (24 h after a `neglect` incident, the only rule it raises):
 
 | child | area | what happens | outcome records |
@@ -19,10 +19,7 @@ import csv
 import io
 import json
 import urllib.parse
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from devtools.broker import create_topics, free_port
+from devtools.broker import free_port
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE, DevStack, ServiceSpec
 from services.cli.main import app as cli_app
 from services.common.processes import spawn, stop
@@ -42,9 +39,8 @@ from tests.fixtures.events import (
     reported_incident,
     shared_referral,
 )
-from tests.fixtures.stack import Client, wait_until
+from tests.fixtures.stack import Client, StackFactory, wait_until
 from tests.fixtures.tokens import TokenSet
-from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -75,42 +71,18 @@ TOKENS = TokenSet.matrix()
 
 
 @pytest.fixture(scope="module")
-def stack(
-    kafka_bootstrap: str, webhook: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevStack]:
-    """The three services with the development token and the scoped tokens of the matrix."""
-    suffix = uuid.uuid4().hex[:8]
+def stack(stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> DevStack:
+    """The whole system with the development token and the scoped tokens of the matrix."""
     folder = tmp_path_factory.mktemp("timeliness")
     tokens = TOKENS.write(folder / "tokens.yaml")
     document = yaml.safe_load(tokens.read_text())
     document["tokens"] += yaml.safe_load(DEV_TOKENS_FILE.read_text())["tokens"]
     tokens.write_text(yaml.safe_dump(document))
-    with (folder / "services.log").open("wb") as log:
-        dev = DevStack(
-            bootstrap=kafka_bootstrap,
-            data_dir=folder / "data",
-            webhook_url=webhook.url,
-            ingest_port=free_port(),
-            risk_port=free_port(),
-            notify_port=free_port(),
-            topic_prefix=f"t{suffix}.",
-            app_suffix=f"-{suffix}",
-            log_json=True,
-            output=log,
-            extra_env=TOKENS.stack_env(tokens),
-            # The report's period ends in two days: the referrals' decisions fall after it.
-            policy_file=decisions_after_the_period_policy(folder),
-        )
-        create_topics(kafka_bootstrap, dev.topic_names())
-        try:
-            dev.start()
-            yield dev
-        except Exception:
-            log.flush()
-            print((folder / "services.log").read_text()[-20000:])  # noqa: T201
-            raise
-        finally:
-            dev.stop()
+    return stack_factory(
+        extra_env=TOKENS.stack_env(tokens),
+        # The report's period ends in two days: the referrals' decisions fall after it.
+        policy_file=decisions_after_the_period_policy(folder),
+    )
 
 
 def report(url: str, token: str = DEV_TOKEN, **params: str) -> tuple[int, Any, dict[str, str]]:
@@ -185,10 +157,10 @@ def outcomes(stack: DevStack, kafka_bootstrap: str) -> dict[str, list[dict[str, 
     hand = found["C-TR-HAND"][0]["data"]["obligation_id"]
     # The alert's id is the obligation's: close it by hand once notify has it.
     assert wait_until(
-        lambda: client.request("GET", f"{stack.url('notify')}/v1/alerts/{hand}")[0] == 200
+        lambda: client.request("GET", f"{stack.url('desk')}/v1/alerts/{hand}")[0] == 200
     )
     code, body, _ = client.request(
-        "POST", f"{stack.url('notify')}/v1/alerts/{hand}/resolve", {"note": "moved away"}
+        "POST", f"{stack.url('desk')}/v1/alerts/{hand}/resolve", {"note": "moved away"}
     )
     assert code == 202, body
     return dict(found)
@@ -216,11 +188,11 @@ def answered(stack: DevStack, outcomes: dict[str, list[dict[str, Any]]]) -> dict
     """The report once it counts all four cases, the closure by hand included."""
 
     def ready() -> dict[str, Any] | None:
-        code, body, _ = report(stack.url("notify"))
+        code, body, _ = report(stack.url("desk"))
         return body if code == 200 and stable(body) == EXPECTED else None
 
     body = wait_until(ready, timeout=60)
-    assert body, report(stack.url("notify"))[1]
+    assert body, report(stack.url("desk"))[1]
     return dict(body)
 
 
@@ -241,7 +213,7 @@ def test_report_counts_the_cases(answered: dict[str, Any]) -> None:
 def test_report_as_csv_parses(stack: DevStack, answered: dict[str, Any]) -> None:
     code, body, headers = Client().request(
         "GET",
-        f"{stack.url('notify')}/v1/reports/timeliness?from={PERIOD['from']}&to={PERIOD['to']}",
+        f"{stack.url('desk')}/v1/reports/timeliness?from={PERIOD['from']}&to={PERIOD['to']}",
         headers={"Accept": "text/csv"},
     )
     assert code == 200
@@ -256,7 +228,7 @@ def test_report_as_csv_parses(stack: DevStack, answered: dict[str, Any]) -> None
 
 
 def test_report_page_has_its_charts(stack: DevStack, answered: dict[str, Any]) -> None:
-    code, body, headers = report(stack.url("notify"), format="html")
+    code, body, headers = report(stack.url("desk"), format="html")
     assert code == 200
     assert headers["Content-Type"].startswith("text/html")
     assert body.count("<svg") >= 2
@@ -267,7 +239,7 @@ def test_report_page_has_its_charts(stack: DevStack, answered: dict[str, Any]) -
 def test_report_is_area_scoped_and_audited(
     stack: DevStack, answered: dict[str, Any], kafka_bootstrap: str
 ) -> None:
-    url = stack.url("notify")
+    url = stack.url("desk")
     code, body, _ = report(url, TOKENS.secret("duty-north"))
     assert code == 200
     assert [r["area"] for r in body["rows"]] == ["north"]
@@ -292,7 +264,7 @@ def test_report_is_area_scoped_and_audited(
 )
 def test_no_query_is_a_server_error(stack: DevStack, params: dict[str, str]) -> None:
     query = urllib.parse.urlencode(params)
-    code, _, _ = Client().request("GET", f"{stack.url('notify')}/v1/reports/timeliness?{query}")
+    code, _, _ = Client().request("GET", f"{stack.url('desk')}/v1/reports/timeliness?{query}")
     assert code in {200, 403, 422}, params
 
 
@@ -301,7 +273,7 @@ def test_free_text_in_the_query_is_never_echoed(stack: DevStack) -> None:
     for name in ("from", "to", "over", "rule", "area", "format"):
         query = urllib.parse.urlencode({name: marker})
         code, body, _ = Client().request(
-            "GET", f"{stack.url('notify')}/v1/reports/timeliness?{query}"
+            "GET", f"{stack.url('desk')}/v1/reports/timeliness?{query}"
         )
         assert code == 422, (name, body)
         assert "Jane" not in json.dumps(body), name
@@ -309,7 +281,7 @@ def test_free_text_in_the_query_is_never_echoed(stack: DevStack) -> None:
 
 def signed_in(stack: DevStack, token: str) -> httpx.Client:
     """A browser-like client signed in to the console with `token`."""
-    client = httpx.Client(base_url=stack.url("notify"), follow_redirects=False, timeout=30)
+    client = httpx.Client(base_url=stack.url("desk"), follow_redirects=False, timeout=30)
     client.get("/console/sign-in")
     pre = client.cookies["safeguard_signin"]
     answer = client.post("/console/sign-in", data={"csrf": pre, "token": token})
@@ -321,7 +293,7 @@ def test_the_console_serves_the_report_to_signed_in_people(
     stack: DevStack, answered: dict[str, Any]
 ) -> None:
     path = f"/console/reports/timeliness?from={PERIOD['from']}&to={PERIOD['to']}"
-    anonymous = httpx.get(f"{stack.url('notify')}{path}", follow_redirects=False)
+    anonymous = httpx.get(f"{stack.url('desk')}{path}", follow_redirects=False)
     assert anonymous.status_code == 303
     assert anonymous.headers["Location"] == "/console/sign-in"
 
@@ -370,7 +342,7 @@ def test_an_outcome_record_that_is_not_valid_is_dead_lettered(
 def test_cli_prints_the_report(stack: DevStack, answered: dict[str, Any]) -> None:
     runner = CliRunner()
     base = ["report", "timeliness", "--from", PERIOD["from"], "--to", PERIOD["to"]]
-    env = {"SAFEGUARD_TOKEN": DEV_TOKEN, "SAFEGUARD_URL": stack.url("notify")}
+    env = {"SAFEGUARD_TOKEN": DEV_TOKEN, "SAFEGUARD_URL": stack.url("desk")}
 
     as_json = runner.invoke(cli_app, [*base, "--output", "json"], env=env)
     assert as_json.exit_code == 0, as_json.output
@@ -391,53 +363,42 @@ def test_cli_prints_the_report(stack: DevStack, answered: dict[str, Any]) -> Non
     assert "401" in refused.output
 
 
-def test_the_report_survives_a_restart_of_notify(stack: DevStack, answered: dict[str, Any]) -> None:
-    """The table is recovered from its changelog (the inputs' offsets are committed: they
-    are not read again from the start)."""
-    stack.stop_service("notify")
-    stack.start_service("notify")
-    stack.wait_ready("notify")
-    again = wait_until(lambda: _stable_report(stack.url("notify")), timeout=60)
+def test_the_report_survives_a_restart_of_the_desk(
+    stack: DevStack, answered: dict[str, Any]
+) -> None:
+    """The figures are rows in PostgreSQL, projected once: a restarted pod answers the same."""
+    stack.stop_service("desk")
+    stack.start_service("desk")
+    stack.wait_ready("desk")
+    again = wait_until(lambda: _stable_report(stack.url("desk")), timeout=60)
     assert again == stable(answered)
 
 
-def test_two_workers_give_the_same_report_as_one(
-    stack: DevStack, answered: dict[str, Any], tmp_path: Path
-) -> None:
-    """A second notify worker joins the group: both answer the one-worker report, then
-    both count a referral that arrives afterwards, whichever of them merged it."""
-    one_worker = stable(answered)
+def test_a_second_desk_pod_gives_the_same_report(stack: DevStack, answered: dict[str, Any]) -> None:
+    """Another desk pod on the same database answers the whole report, and both count a
+    referral that arrives afterwards, whichever pod projected it."""
+    one_pod = stable(answered)
     port = free_port()
-    env = stack.environment(ServiceSpec("notify", "NOTIFY_", port))
-    env["NOTIFY_STREAM__DATA_DIR"] = str(tmp_path)
-    with (tmp_path / "second.log").open("wb") as log:
-        second = spawn([stack.python, "-m", "services.notify.main"], env=env, stdout=log)
-        try:
-            urls = [stack.url("notify"), f"http://{stack.host}:{port}"]
-            both = wait_until(
-                lambda: all(_stable_report(u) == one_worker for u in urls), timeout=90
-            )
-            assert both, [_stable_report(u) for u in urls]
-
-            # Each worker owns some of the partitions (so each merges some records).
-            owned = wait_until(lambda: _partitions(urls), timeout=60)
-            assert owned, "the second worker was given no partitions"
-
-            # Six more on-time referrals, spread over the partitions, so over both workers.
-            client = Client()
-            for n in range(6):
-                child = f"C-TR-TWO-{n}"
-                for event in (
-                    incident(child, "north", timedelta(days=1)),
-                    referral(child, timedelta(hours=20)),
-                ):
-                    code, _, _ = client.request("POST", f"{stack.url('ingest')}/v1/events", event)
-                    assert code == 202
-            later = [dict(one_worker[0], due=9, met_on_time=7), one_worker[1]]
-            both = wait_until(lambda: all(_stable_report(u) == later for u in urls), timeout=60)
-            assert both, [_stable_report(u) for u in urls]
-        finally:
-            stop(second)
+    env = stack.environment(ServiceSpec("desk-2", "DESK_", port, "services.desk.main"))
+    second = spawn([stack.python, "-m", "services.desk.main"], env=env, stdout=stack.output)
+    try:
+        urls = [stack.url("desk"), f"http://{stack.host}:{port}"]
+        both = wait_until(lambda: all(_stable_report(u) == one_pod for u in urls), timeout=90)
+        assert both, [_stable_report(u) for u in urls]
+        client = Client()
+        for n in range(6):
+            child = f"C-TR-TWO-{n}"
+            for event in (
+                incident(child, "north", timedelta(days=1)),
+                referral(child, timedelta(hours=20)),
+            ):
+                code, _, _ = client.request("POST", f"{stack.url('ingest')}/v1/events", event)
+                assert code == 202
+        later = [dict(one_pod[0], due=9, met_on_time=7), one_pod[1]]
+        both = wait_until(lambda: all(_stable_report(u) == later for u in urls), timeout=60)
+        assert both, [_stable_report(u) for u in urls]
+    finally:
+        stop(second)
 
 
 def _stable_report(url: str) -> list[dict[str, Any]] | None:
@@ -446,14 +407,3 @@ def _stable_report(url: str) -> list[dict[str, Any]] | None:
     except OSError:
         return None  # not listening yet
     return stable(body) if code == 200 else None
-
-
-def _partitions(urls: list[str]) -> list[list[int]] | None:
-    """Each worker's partitions, once both own some and together all four."""
-    owned = []
-    for url in urls:
-        code, body, _ = Client().request("GET", f"{url}/v1/alerts?limit=1&local=1")
-        if code != 200 or not body["partitions"]:
-            return None
-        owned.append(body["partitions"])
-    return owned if sorted(owned[0] + owned[1]) == [0, 1, 2, 3] else None

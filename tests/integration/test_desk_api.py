@@ -31,7 +31,7 @@ from services.common.auth import Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
 from services.desk.openapi import document
-from services.notify.reports.timeliness import Query, timeliness
+from services.desk.timeliness import Query, timeliness
 from tests.fixtures.broker import produce, read_all
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.postgres import PostgresServer

@@ -1,7 +1,9 @@
 """The notify service as a real process on the real broker, with a real webhook receiver
 and a real SMTP server, and a policy whose waits are seconds instead of hours.
 
-Alerts are written straight onto the alerts topic, as the risk service would.
+Alerts are written straight onto the alerts topic, as the risk service would, and
+acknowledgements and closures onto the commands topic, as the desk would; what notify
+made of them is read from the alert views it publishes.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from typing import Any
 import pytest
 
 from devtools.broker import create_topics, free_port
-from devtools.stack import DEV_TOKEN, DevStack
+from devtools.stack import DevStack
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind, alert_raised_event
-from services.common.auth import hash_token
 from services.common.processes import kill
 from tests.fixtures.broker import produce, read_topic
+from tests.fixtures.desk_topics import acknowledge, alert_view, close
 from tests.fixtures.smtp import Mail, SmtpInbox
 from tests.fixtures.stack import Client, wait_until
 from tests.fixtures.webhook import WebhookReceiver, signature_valid
@@ -27,7 +29,6 @@ from tests.fixtures.webhook import WebhookReceiver, signature_valid
 pytestmark = pytest.mark.integration
 
 SECRET = b"test-desk-key"
-READER_TOKEN = "reader-token"
 LEVEL_2_AFTER = 4.0
 LEVEL_3_AFTER = 8.0
 # How far a step may land from its due time here: the timer's interval, a produce and a
@@ -79,21 +80,6 @@ def notify(
     folder = tmp_path_factory.mktemp("notify")
     policy = folder / "policy.yaml"
     policy.write_text(POLICY)
-    tokens = folder / "tokens.yaml"
-    tokens.write_text(
-        json.dumps(
-            {
-                "tokens": [
-                    {
-                        "name": "dev",
-                        "sha256": hash_token(DEV_TOKEN),
-                        "roles": ["read", "acknowledge", "resolve"],
-                    },
-                    {"name": "reader", "sha256": hash_token(READER_TOKEN), "roles": ["read"]},
-                ]
-            }
-        )
-    )
     suffix = uuid.uuid4().hex[:8]
     log_path = folder / "notify.log"
     with log_path.open("wb") as log:
@@ -108,7 +94,6 @@ def notify(
             log_json=True,
             output=log,
             extra_env={
-                "NOTIFY_TOKENS_FILE": str(tokens),
                 "NOTIFY_WEBHOOK_SECRETS__DESK_KEY": SECRET.decode(),
                 "NOTIFY_SMTP__HOST": "127.0.0.1",
                 "NOTIFY_SMTP__PORT": str(smtp_inbox.port),
@@ -152,11 +137,6 @@ def raise_alert(stack: DevStack, severity: Severity, trigger: str | None = None)
     return alert
 
 
-def detail(stack: DevStack, alert_id: str) -> dict[str, Any]:
-    code, body, _ = Client().request("GET", f"{stack.url('notify')}/v1/alerts/{alert_id}")
-    return body if code == 200 else {}
-
-
 def notifications(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [e["delivery"] for e in record.get("timeline", []) if e["kind"] == "notification"]
 
@@ -176,7 +156,7 @@ def test_unacknowledged_alert_climbs_all_three_levels_on_time(
     t0 = alert.raised_at
 
     record = wait_until(
-        lambda: len(notifications(r := detail(notify, alert.alert_id))) >= 5 and r,
+        lambda: len(notifications(r := alert_view(notify, alert.alert_id))) >= 5 and r,
         timeout=LEVEL_3_AFTER + 20,
     )
     sent = notifications(record)
@@ -244,23 +224,16 @@ def test_acknowledgement_stops_escalation_and_resolving_tells_who_was_reached(
     notify: DevStack, webhook: WebhookReceiver
 ) -> None:
     alert = raise_alert(notify, Severity.HIGH)
-    assert wait_until(lambda: notifications(detail(notify, alert.alert_id)))
-    url = f"{notify.url('notify')}/v1/alerts/{alert.alert_id}"
-
-    assert Client(token=None).request("POST", f"{url}/ack", {})[0] == 401
-    assert Client(token=READER_TOKEN).request("POST", f"{url}/ack", {})[0] == 403
-    assert Client().request("POST", f"{url}x/ack", {})[0] == 404
-    assert Client().request("POST", f"{url}/ack", {"by": "x", "extra": 1})[0] == 422
-    code, body, _ = Client().request("POST", f"{url}/ack", {"by": "DM 4411", "note": "calling"})
-    assert code == 202, body
-    assert body["status"] == "accepted"
+    assert wait_until(lambda: notifications(alert_view(notify, alert.alert_id)))
+    acknowledge(notify, alert.alert_id, by="DM 4411", note="calling")
 
     record = wait_until(
-        lambda: (r := detail(notify, alert.alert_id))["status"] == "acknowledged" and r
+        lambda: (r := alert_view(notify, alert.alert_id)).get("status") == "acknowledged" and r
     )
     ack = record["timeline"][-1]
     assert (ack["kind"], ack["by"], ack["note"]) == ("acknowledged", "DM 4411", "calling")
-    assert Client().request("POST", f"{url}/ack", {})[0] == 409
+    # A second acknowledgement (a retried command) changes nothing.
+    acknowledge(notify, alert.alert_id, by="DM 4412", note="again")
 
     # Proof that level 2 never came: a control alert raised after the acknowledgement
     # reaches level 2, and the acknowledged one's level 2 was due before the control's.
@@ -270,13 +243,12 @@ def test_acknowledgement_stops_escalation_and_resolving_tells_who_was_reached(
         timeout=LEVEL_2_AFTER + 20,
     )
     assert [b["level"] for b in hooks(webhook, alert.alert_id)] == [1]
-    assert "escalated" not in [e["kind"] for e in detail(notify, alert.alert_id)["timeline"]]
+    assert "escalated" not in [e["kind"] for e in alert_view(notify, alert.alert_id)["timeline"]]
 
-    code, _, _ = Client().request("POST", f"{url}/resolve", {"note": "child released"})
-    assert code == 202
+    close(notify, alert.alert_id, note="child released")
     record = wait_until(
         lambda: (
-            (r := detail(notify, alert.alert_id))["timeline"][-1]["kind"] == "notification"
+            (r := alert_view(notify, alert.alert_id))["timeline"][-1]["kind"] == "notification"
             and r["status"] == "resolved"
             and r
         )
@@ -288,10 +260,10 @@ def test_acknowledgement_stops_escalation_and_resolving_tells_who_was_reached(
         "resolved",
         "notification",
     ]
-    assert record["closure"]["by"] == "dev"  # no `by` given: the token's name
+    assert record["closure"]["by"] == "dev"
+    assert record["acknowledgement"]["by"] == "DM 4411"
     notice = next(b for b in hooks(webhook, alert.alert_id) if b["purpose"] == "resolution")
     assert notice["resolution"]["how"] == "by_hand"
-    assert Client().request("POST", f"{url}/resolve", {})[0] == 409
 
 
 def test_failed_delivery_is_recorded_counted_and_escalates_at_once(
@@ -303,7 +275,9 @@ def test_failed_delivery_is_recorded_counted_and_escalates_at_once(
         lambda b: b["alert"]["alert_id"] == alert.alert_id and b["level"] == 2,
         timeout=20,
     )
-    record = wait_until(lambda: len(notifications(r := detail(notify, alert.alert_id))) >= 2 and r)
+    record = wait_until(
+        lambda: len(notifications(r := alert_view(notify, alert.alert_id))) >= 2 and r
+    )
     failed = next(d for d in notifications(record) if d["outcome"] == "failed")
     assert (failed["channel"], failed["reason"], failed["detail"]) == (
         "email",
@@ -327,7 +301,9 @@ def test_restart_mid_escalation_neither_loses_nor_repeats_a_step(
     alert = raise_alert(notify, Severity.CRITICAL)
     # Wait until level 2 is delivered and recorded, then kill before level 3 is due.
     assert wait_until(
-        lambda: sum(d["level"] == 2 for d in notifications(detail(notify, alert.alert_id))) == 2,
+        lambda: (
+            sum(d["level"] == 2 for d in notifications(alert_view(notify, alert.alert_id))) == 2
+        ),
         timeout=LEVEL_2_AFTER + 20,
     )
     kill(notify.processes.pop("notify"))
@@ -336,7 +312,7 @@ def test_restart_mid_escalation_neither_loses_nor_repeats_a_step(
 
     # Level 3 fell due while the worker was down (or soon after): it is sent once.
     record = wait_until(
-        lambda: len(notifications(r := detail(notify, alert.alert_id))) >= 5 and r,
+        lambda: len(notifications(r := alert_view(notify, alert.alert_id))) >= 5 and r,
         timeout=60,
     )
     sent = notifications(record)
@@ -367,7 +343,7 @@ def test_grouped_level_one_survives_a_worker_killed_inside_the_window(
     trigger = f"inc-{uuid.uuid4().hex[:8]}"
     alerts = [raise_alert(notify, Severity.HIGH, trigger=trigger) for _ in range(3)]
     ids = {a.alert_id for a in alerts}
-    assert wait_until(lambda: all(detail(notify, i).get("status") == "open" for i in ids))
+    assert wait_until(lambda: all(alert_view(notify, i).get("status") == "open" for i in ids))
     kill(notify.processes.pop("notify"))
     notify.start_service("notify")
     notify.wait_ready("notify", timeout=90)
@@ -385,7 +361,7 @@ def test_grouped_level_one_survives_a_worker_killed_inside_the_window(
     assert {a["alert_id"] for a in messages[0]["alerts"]} == ids
     # Each alert's own record says it was told, and in which message.
     for alert_id in ids:
-        record = wait_until(lambda i=alert_id: notifications(detail(notify, i)), timeout=20)
+        record = wait_until(lambda i=alert_id: notifications(alert_view(notify, i)), timeout=20)
         first = [d for d in record if d["level"] == 1]
         assert [(d["recipient"], d["outcome"]) for d in first] == [("desk", "sent")]
         # The message belongs to the alert whose hold ended first (its notification id

@@ -2,9 +2,10 @@
 
 An alert reaches a PagerDuty receiver and a Teams receiver (tests/fixtures/paging.py:
 each checks what it is sent against PagerDuty's Events v2 schema and the published
-Adaptive Card schema, as the services would). Acknowledging it through the alert API
-acknowledges it in PagerDuty; resolving it resolves it there and tells Teams. A
-PagerDuty that is down at first is retried until it takes the trigger: late, never lost.
+Adaptive Card schema, as the services would). Acknowledging it (a command, as the
+desk publishes it) acknowledges it in PagerDuty; resolving it resolves it there and
+tells Teams. A PagerDuty that is down at first is retried until it takes the trigger:
+late, never lost.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtools.broker import create_topics, free_port
-from devtools.stack import DEV_TOKEN, DevStack
+from devtools.stack import DevStack
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind, alert_raised_event
-from services.common.auth import hash_token
+from schemas.notifications import ResolutionReason
 from tests.fixtures.broker import produce
+from tests.fixtures.desk_topics import acknowledge, alert_view, close
 from tests.fixtures.paging import PagerDutyReceiver, TeamsReceiver
-from tests.fixtures.stack import Client, wait_until
+from tests.fixtures.stack import wait_until
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -52,20 +54,6 @@ def notify(
     folder = tmp_path_factory.mktemp("paging")
     policy = folder / "policy.yaml"
     policy.write_text(POLICY)
-    tokens = folder / "tokens.yaml"
-    tokens.write_text(
-        json.dumps(
-            {
-                "tokens": [
-                    {
-                        "name": "dev",
-                        "sha256": hash_token(DEV_TOKEN),
-                        "roles": ["read", "acknowledge", "resolve"],
-                    }
-                ]
-            }
-        )
-    )
     suffix = uuid.uuid4().hex[:8]
     log_path = folder / "notify.log"
     with log_path.open("wb") as log:
@@ -80,7 +68,6 @@ def notify(
             log_json=True,
             output=log,
             extra_env={
-                "NOTIFY_TOKENS_FILE": str(tokens),
                 "NOTIFY_PUBLIC_URL": "https://desk.example.org",
                 "NOTIFY_PAGERDUTY_KEYS__DUTY_PAGER": KEY,
                 "NOTIFY_PAGERDUTY__EVENTS_URL": pagerduty.url,
@@ -148,12 +135,11 @@ def test_pagerduty_follows_the_alert_and_teams_gets_its_card(
     assert card["body"][0]["text"].startswith("Level 1: critical child-in-custody, overdue 3 min")
     assert card["actions"][0]["url"].endswith(f"/console/alerts/{alert.alert_id}?act=acknowledge")
 
-    url = f"{notify.url('notify')}/v1/alerts/{alert.alert_id}"
-    assert Client().request("POST", f"{url}/ack", {"by": "DM 7"})[0] == 202
+    acknowledge(notify, alert.alert_id, by="DM 7")
     assert pagerduty.wait_for(
         lambda e: e["event_action"] == "acknowledge" and e["dedup_key"] == alert.alert_id
     )
-    assert Client().request("POST", f"{url}/resolve", {"reason": "duplicate"})[0] == 202
+    close(notify, alert.alert_id, reason=ResolutionReason.DUPLICATE)
     assert pagerduty.wait_for(
         lambda e: e["event_action"] == "resolve" and e["dedup_key"] == alert.alert_id
     )
@@ -164,13 +150,13 @@ def test_pagerduty_follows_the_alert_and_teams_gets_its_card(
 
     # The alert's record names each channel and purpose, and every delivery was sent.
     def deliveries() -> list[tuple[str, str, str]] | None:
-        code, body, _ = Client().request("GET", url)
+        body = alert_view(notify, alert.alert_id)
         found = [
             (e["delivery"]["channel"], e["delivery"]["purpose"], e["delivery"]["outcome"])
             for e in body.get("timeline", [])
             if e["kind"] == "notification"
         ]
-        return found if code == 200 and len(found) == 5 else None
+        return found if len(found) == 5 else None
 
     assert sorted(wait_until(deliveries, timeout=30) or []) == [
         ("pagerduty", "acknowledgement", "sent"),

@@ -15,6 +15,7 @@ import promql_parser
 import yaml
 from pydantic import BaseModel
 
+from services.desk.settings import DeskSettings
 from services.ingest.settings import IngestSettings
 from services.notify.settings import NotifySettings
 from services.risk.settings import RiskSettings
@@ -37,9 +38,15 @@ SETTINGS: dict[str, type[BaseModel]] = {
     "INGEST_": IngestSettings,
     "RISK_": RiskSettings,
     "NOTIFY_": NotifySettings,
+    "DESK_": DeskSettings,
 }
 # Console scripts of pyproject.toml, one per service.
-COMMANDS = {"safeguard-ingest": "INGEST_", "safeguard-risk": "RISK_", "safeguard-notify": "NOTIFY_"}
+COMMANDS = {
+    "safeguard-ingest": "INGEST_",
+    "safeguard-risk": "RISK_",
+    "safeguard-notify": "NOTIFY_",
+    "safeguard-desk": "DESK_",
+}
 
 
 def require_tool(name: str, hint: str) -> str:

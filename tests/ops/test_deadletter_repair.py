@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from devtools.broker import create_topics, free_port
 from devtools.stack import DEFAULT_POLICY, DevStack
 from services.cli.main import app
 from tests.fixtures.broker import read_all
-from tests.fixtures.stack import Client, wait_until
+from tests.fixtures.stack import Client, StackFactory, wait_until
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -47,33 +44,12 @@ def broken_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    kafka_bootstrap: str,
-    webhook: WebhookReceiver,
-    tmp_path_factory: pytest.TempPathFactory,
-    broken_policy: Path,
-) -> Iterator[DevStack]:
-    folder = tmp_path_factory.mktemp("repair")
-    suffix = uuid.uuid4().hex[:8]
-    with (folder / "services.log").open("wb") as log:
-        dev = DevStack(
-            bootstrap=kafka_bootstrap,
-            data_dir=folder / "data",
-            webhook_url=webhook.url,
-            ingest_port=free_port(),
-            risk_port=free_port(),
-            notify_port=free_port(),
-            topic_prefix=f"d{suffix}.",
-            app_suffix=f"-{suffix}",
-            policy_file=broken_policy,
-            output=log,
-        )
-        create_topics(kafka_bootstrap, dev.topic_names())
-        dev.start()
-        try:
-            yield dev
-        finally:
-            dev.stop()
+def stack(stack_factory: StackFactory, broken_policy: Path) -> DevStack:
+    # Only risk reads the broken policy: notify keeps working meanwhile.
+    return stack_factory(
+        policy_file=broken_policy,
+        extra_env={"NOTIFY_POLICY_FILE": str(DEFAULT_POLICY)},
+    )
 
 
 def deadletter(stack: DevStack, *args: str) -> Any:
@@ -155,9 +131,13 @@ def test_a_dead_lettered_event_replayed_after_the_fix_raises_its_alerts_once(
     deadletter(stack, "replay", "--key", CHILD, "--reason", "processing_error", "--by", "ops-test")
     assert wait_until(lambda: duplicates_dropped(stack) > before, timeout=60)
     assert told(webhook) == Counter(dict.fromkeys(RULES, 1))
-    listed = Client().request("GET", f"{stack.url('desk')}/v1/alerts?limit=100")[1]
-    mine = [a for a in listed["alerts"] if a["subject_id"] == CHILD]
-    assert sorted(a["rule"] for a in mine) == sorted(RULES)
+
+    def listed() -> list[str] | None:
+        alerts = Client().request("GET", f"{stack.url('desk')}/v1/alerts?limit=100")[1]["alerts"]
+        rules = sorted(a["rule"] for a in alerts if a["subject_id"] == CHILD)
+        return rules if len(rules) >= len(RULES) else None
+
+    assert wait_until(listed, timeout=30) == sorted(RULES)
     # Both replays are on the audit trail, by the dead letter's position.
     audits = [json.loads(r.value)["data"] for r in read_all(stack.bootstrap, stack.audit_topic)]
     replays = [a for a in audits if a["action"] == "deadletter.replayed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,12 @@ EXTERNAL_SECRETS = {
     "safeguard-smtp",
     "safeguard-webhook-secrets",
     "safeguard-risk-alert-id",
+    "safeguard-desk-database",
     # One Kafka principal per service (deploy/k8s/README.md), and two for operations.
     "safeguard-kafka-ingest",
     "safeguard-kafka-risk",
     "safeguard-kafka-notify",
+    "safeguard-kafka-desk",
     "safeguard-kafka-topic-admin",
     "safeguard-kafka-exporter",
 }
@@ -83,6 +86,8 @@ def test_the_expected_objects_are_there(rendered: list[dict[str, Any]]) -> None:
         ("Deployment", "safeguard-ingest"),
         ("StatefulSet", "safeguard-risk"),
         ("StatefulSet", "safeguard-notify"),
+        ("Deployment", "safeguard-desk"),
+        ("Job", "safeguard-desk-migrate"),
         ("PrometheusRule", "safeguard"),
         ("ServiceMonitor", "safeguard"),
     } <= names
@@ -183,7 +188,7 @@ def test_references_resolve(rendered: list[dict[str, Any]]) -> None:
                     assert source["secretKeyRef"]["name"] in EXTERNAL_SECRETS, variable["name"]
 
 
-def test_service_monitor_scrapes_the_three_services_as_the_rules_name_them(
+def test_service_monitor_scrapes_the_four_services_as_the_rules_name_them(
     rendered: list[dict[str, Any]],
 ) -> None:
     monitor = next(
@@ -196,8 +201,9 @@ def test_service_monitor_scrapes_the_three_services_as_the_rules_name_them(
         for s in of_kind(rendered, "Service")
         if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
     ]
-    # The job label is the Service's name; the rules match job=~"safeguard-(ingest|risk|notify)".
+    # The job label is the Service's name, as the rules match it (job="safeguard-desk", ...).
     assert sorted(s["metadata"]["name"] for s in scraped) == [
+        "safeguard-desk",
         "safeguard-ingest",
         "safeguard-notify",
         "safeguard-risk",
@@ -304,3 +310,35 @@ def test_production_keeps_the_audit_trail_two_years_by_default() -> None:
     env = {e["name"]: e for e in containers(job)[0]["env"]}
     assert env["TOPIC"]["value"] == "safeguarding.audit.v1"
     assert env["RETENTION_MS"]["valueFrom"]["configMapKeyRef"]["name"] == topics["metadata"]["name"]
+
+
+def test_the_cloudnative_pg_component_gives_the_desk_its_database(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    component = K8S_BASE.parent / "components" / "cloudnative-pg"
+    (overlay / "kustomization.yaml").write_text(
+        "resources:\n"
+        f"  - {os.path.relpath(K8S_BASE, overlay)}\n"
+        "components:\n"
+        f"  - {os.path.relpath(component, overlay)}\n"
+    )
+    rendered = kustomize(overlay)
+    (cluster,) = [d for d in rendered if d["kind"] == "Cluster"]
+    assert cluster["spec"]["bootstrap"]["initdb"]["database"] == "safeguard"
+    app_secret = {"name": f"{cluster['metadata']['name']}-app", "key": "uri"}
+    urls = [
+        variable["valueFrom"]["secretKeyRef"]
+        for workload in of_kind(rendered, "Deployment", "Job")
+        for container in containers(workload)
+        for variable in container.get("env", [])
+        if variable["name"] == "DESK_DATABASE_URL"
+    ]
+    assert urls == [app_secret, app_secret]  # the desk and its migration Job
+    egress = next(
+        p
+        for p in of_kind(rendered, "NetworkPolicy")
+        if p["metadata"]["name"] == "safeguard-desk-database"
+    )["spec"]["egress"]
+    assert egress[0]["to"] == [
+        {"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster["metadata"]["name"]}}}
+    ]

@@ -54,7 +54,7 @@ def test_the_policy_file_cannot_set_the_secret(tmp_path: Path) -> None:
 
 
 def settings(**values: object) -> RiskSettings:
-    return RiskSettings.model_validate({"tokens_file": "t.yaml", **values})
+    return RiskSettings.model_validate(values)
 
 
 def test_outside_development_the_secret_is_required_and_not_the_default() -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+from devtools.stack import DEFAULT_POLICY
 from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind, alert_raised_event
 from schemas.notifications import (
     AlertAcknowledged,
@@ -26,7 +27,6 @@ from schemas.notifications import (
     alert_closed_event,
 )
 from schemas.views import AlertView
-from devtools.stack import DEFAULT_POLICY
 from services.common.clock import FakeClock
 from services.common.stream.inputs import Record
 from services.notify.ledger import AlertStatus

@@ -1,26 +1,19 @@
-"""The timeliness report's pure parts: merging records into obligation states, the figures."""
+"""The timeliness report's pure parts (the desk's): the figures, the CSV, the page, the query."""
 
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
-from schemas.outcomes import ObligationOutcome, OutcomeKind
-from services.notify.reports.page import render_page
-from services.notify.reports.service import parse_query, representation
-from services.notify.reports.state import (
+from services.desk.errors import InvalidQuery
+from services.desk.merge import reason_code
+from services.desk.report_page import render_page
+from services.desk.reports import parse_query, representation
+from services.desk.timeliness import (
     ObligationState,
-    expired,
-    merge_closure,
-    merge_outcome,
-    reason_code,
-)
-from services.notify.reports.timeliness import (
     Query,
     percentile,
     readable,
@@ -48,14 +41,11 @@ def obligation(
     return ObligationState(
         rule=rule,
         area=area,
-        severity="high",
         triggered=(due - window).timestamp(),
         due=due.timestamp(),
         fulfilled=fulfilled.timestamp() if fulfilled else None,
-        breached=fulfilled is None or fulfilled > due,
         closed=closed.timestamp() if closed else None,
         reason=reason,
-        seen=due.timestamp(),
     )
 
 
@@ -180,57 +170,6 @@ def test_percentile_and_sentence() -> None:
     assert sentence(0, 3, timedelta(hours=36)) == "0 of 3 over 1d12h"
 
 
-def _outcome(kind: OutcomeKind, at: datetime, **extra: Any) -> ObligationOutcome:
-    return ObligationOutcome(
-        obligation_id="al-0123",
-        outcome=kind,
-        rule=RULE,
-        severity="high",
-        area="north",
-        subject_kind="child",
-        subject_id="C-1",
-        triggered_at=jan(1),
-        due_at=jan(2),
-        at=at,
-        **extra,
-    )
-
-
-def test_merging_is_the_same_in_any_order_and_when_repeated() -> None:
-    records = [
-        ("outcome", _outcome(OutcomeKind.OPENED, jan(1))),
-        ("outcome", _outcome(OutcomeKind.BREACHED, jan(2))),
-        ("outcome", _outcome(OutcomeKind.MET, jan(9), fulfilled_at=jan(8), late_by_seconds=1.0)),
-        ("closed", (jan(5), "duplicate")),
-        ("closed", (jan(6), "no_further_action")),
-    ]
-
-    def apply(order: tuple[tuple[str, object], ...]) -> ObligationState | None:
-        state: ObligationState | None = None
-        for kind, record in order:
-            if kind == "outcome":
-                assert isinstance(record, ObligationOutcome)
-                state = merge_outcome(state, record)
-            else:
-                assert isinstance(record, tuple)
-                state = merge_closure(state, record[0], record[1])
-        return state
-
-    results = {apply(order) for order in itertools.permutations(records)}
-    results.add(apply((*records, *records)))
-    assert len(results) == 1
-    [state] = results
-    assert state is not None
-    assert (state.breached, state.fulfilled, state.closed) == (
-        True,
-        jan(8).timestamp(),
-        jan(5).timestamp(),
-    )
-    assert state.reason == "duplicate"
-    assert ObligationState.decode(state.encode()) == state
-    assert b"C-1" not in state.encode()  # no subject id in the table
-
-
 def test_reason_codes_are_bounded() -> None:
     assert reason_code(None) == "unspecified"
     assert reason_code("no_further_action") == "no_further_action"
@@ -284,7 +223,7 @@ def test_query_parameters() -> None:
         {"to": "0001-01-01"},
         {"rule": "Mrs Smith"},
     ):
-        with pytest.raises(ValueError, match=r"from|to|over|rule"):
+        with pytest.raises(InvalidQuery, match=r"from|to|over|rule"):
             parse_query(bad, NOW)
 
 
@@ -293,16 +232,5 @@ def test_representation_by_format_then_accept() -> None:
     assert representation(None, "text/csv") == "csv"
     assert representation(None, "text/html,application/xhtml+xml") == "html"
     assert representation("json", "text/csv") == "json"
-    with pytest.raises(ValueError, match="format"):
+    with pytest.raises(InvalidQuery, match="format"):
         representation("xml", None)
-
-
-def test_only_finished_obligations_past_the_horizon_expire() -> None:
-    horizon = jan(20).timestamp()
-    assert expired(obligation(jan(2), fulfilled=jan(3)), horizon)
-    assert not expired(obligation(jan(2), fulfilled=jan(25)), horizon)  # fulfilled since
-    assert not expired(obligation(jan(2)), horizon)  # still open: kept
-    assert expired(obligation(jan(2), closed=jan(5), reason="duplicate"), horizon)
-    closure_only = merge_closure(None, jan(5), "duplicate")  # a pattern alert's closure
-    assert expired(closure_only, horizon)
-    assert not expired(closure_only, jan(4).timestamp())

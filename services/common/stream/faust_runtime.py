@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import faust
 from faust.streams import _current_event
-from faust.types import EventT, Message, ProducerT
+from faust.types import EventT, ProducerT
 
 from services.common.clock import Clock
 from services.common.stream.driver import (
@@ -35,8 +35,8 @@ from services.common.stream.driver import (
     StreamMetrics,
     check_message,
 )
-from services.common.stream.inputs import Input, Record, classify, dead_letter
-from services.common.stream.retry import RetryPolicy, retry_until_done
+from services.common.stream.inputs import Input, Record
+from services.common.stream.retry import RetryPolicy
 from services.common.stream.schedule import CHECK_BATCH, send_due_checks
 
 T = TypeVar("T")
@@ -230,45 +230,6 @@ class FaustProcessor(Generic[S]):
         message's partition does not own a key of the table.
         """
         self.app.agent(topic, name=name)(self._run)
-
-    async def hold(
-        self,
-        message: Message,
-        decide: Callable[[], T],
-        commit: Callable[[T], Awaitable[None]],
-    ) -> None:
-        """Run `decide` then `commit` for an agent of its own, under the same error policy.
-
-        What `decide` raises on can never succeed and is dead-lettered; a `commit` that
-        fails is retried with backoff, decided afresh, for as long as it takes.
-        """
-        origin = Input(
-            message.topic,
-            message.partition,
-            message.offset,
-            message.key,
-            message.value if isinstance(message.value, bytes) else None,
-        )
-        driver = self.driver
-
-        async def attempt() -> None:
-            try:
-                decision = decide()
-            except Exception as exc:  # noqa: BLE001 - bad input, or the logic raised
-                reason, errors = classify(exc)
-                at = self.clock.now()
-                await driver.publish(
-                    [dead_letter(driver.dead_letters_topic, origin, reason, errors, at)]
-                )
-                driver.metrics.deadlettered.labels(reason=reason.value).inc()
-                return
-            await commit(decision)
-
-        def failed(exc: Exception, attempt: int, delay: float) -> None:
-            driver.transient_failure("publish", exc, attempt, delay, origin)
-
-        _, failures = await retry_until_done(attempt, driver.retry, failed)
-        driver.recovered_from_fault(failures)
 
     async def _run(self, stream: Any) -> None:  # noqa: ANN401 - faust streams are untyped
         async for events in stream.take_events(self.batch_max, within=self.batch_within_seconds):
