@@ -126,7 +126,7 @@ def base(request: web.Request, session: Session | None, **context: Any) -> dict[
 async def problem_page(request: web.Request, error: DeskError) -> web.StreamResponse:
     """Render a refusal as the console's problem page (the one place for console errors)."""
     session = request.get(SESSION_KEY)
-    if error.status == 401 and session is None and request.method == "GET":  # noqa: PLR2004
+    if error.code == "unauthenticated" and session is None and request.method == "GET":
         return redirect("/console/sign-in")
     html = render(
         "problem.html", **base(request, session, title=error.title, message=error.message)

@@ -141,16 +141,23 @@ async def _failed(request: web.Request, keys: Keys) -> None:
     await desk.throttle.failed(keys)
 
 
-async def _signed_in(request: web.Request, who: SignedIn) -> web.Response:
-    """Open a session for someone verified; return the page that moves on."""
+async def _signed_in(request: web.Request, who: SignedIn, *, cross_site: bool) -> web.Response:
+    """Open a session for someone verified; send them on to the console.
+
+    After the provider's redirect (`cross_site`) the answer is a page that moves on by
+    itself: a browser withholds the new SameSite=Strict cookie from a redirect chain that
+    began on another site. After the token form (this site's) a 303 does.
+    """
     desk = request.app[DESK_KEY]
     principal = who.principal
     session_id, _session = await desk.sessions.start(who)
     request[ACTOR_KEY] = principal.name
     log.info("console_signed_in", principal=principal.name, kind=principal.kind)
     where = "/console/queue" if principal.has(Role.READ) else "/console/audit"
-    html = render("signed_in.html", **base(request, None, where=where))
-    response = page(html)
+    if cross_site:
+        response = page(render("signed_in.html", **base(request, None, where=where)))
+    else:
+        response = redirect(where)
     _cookie(response, SESSION_COOKIE, session_id)
     response.del_cookie(PRE_SESSION_COOKIE, path="/console")
     response.del_cookie(ATTEMPT_COOKIE, path=CALLBACK)
@@ -174,7 +181,7 @@ async def sign_in_with_token(request: web.Request) -> web.Response:
     if not (who.principal.has(Role.READ) or who.principal.has(Role.AUDIT)):
         await _failed(request, Keys(client=keys.client, account=who.principal.name))
         raise Forbidden("This token may not read alerts or the audit trail.")
-    return await _signed_in(request, who)
+    return await _signed_in(request, who, cross_site=False)
 
 
 async def sign_in_with_provider(request: web.Request) -> web.Response:
@@ -220,6 +227,11 @@ async def callback(request: web.Request) -> web.Response:
             "This sign-in was not started here, has expired or was already used: "
             "please sign in again."
         )
+    issuer = request.query.get("iss")
+    if issuer is not None and issuer != desk.oidc.settings.issuer:
+        # RFC 9207: the answer came from another provider than the one asked (mix-up).
+        await _failed(request, keys)
+        raise SignInFailed("The answer did not come from this desk's identity provider.")
     if "error" in request.query or not request.query.get("code"):
         # The provider refused or the person cancelled; its own words are not repeated.
         await _failed(request, keys)
@@ -229,6 +241,7 @@ async def callback(request: web.Request) -> web.Response:
             request.query["code"], verifier=attempt.verifier, nonce=attempt.nonce
         )
     except NoAccess as refusal:
+        request[ACTOR_KEY] = refusal.account
         account = Keys(client=keys.client, account=refusal.account)
         await desk.throttle.check(account)
         await _failed(request, account)
@@ -237,7 +250,7 @@ async def callback(request: web.Request) -> web.Response:
         await _failed(request, keys)
         raise
     await desk.throttle.check(Keys(client=keys.client, account=person.principal.name))
-    return await _signed_in(request, SignedIn(person.principal))
+    return await _signed_in(request, SignedIn(person.principal), cross_site=True)
 
 
 async def sign_out(request: web.Request) -> web.Response:
