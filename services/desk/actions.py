@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.audit import AuditAction
 from schemas.notifications import (
@@ -57,7 +57,11 @@ class ActionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    by: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")] | None = None
+    by: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")] | None = Field(
+        default=None,
+        deprecated=True,
+        description="ignored: the actor is the caller (the token's name, the signed-in person)",
+    )
     note: (
         Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]{1,1000}$")] | None
     ) = None

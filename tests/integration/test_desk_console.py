@@ -223,7 +223,7 @@ def test_the_alert_page_acts_through_a_command_and_shows_the_result(console: Con
     final = north.get(resolved.headers["Location"])
     assert "Closed by hand, not a fulfilment" in final.text
     assert console.notify.applied == ["alert.acknowledged", "alert.closed"]
-    assert north.get("/console/alerts/al-con-south").status_code == 403
+    assert north.get("/console/alerts/al-con-south").status_code == 404
     assert north.get("/console/alerts/al-nope").status_code == 404
     reader = console.browser("reader")
     shown = reader.get("/console/alerts/al-con-crit")
