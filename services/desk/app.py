@@ -34,6 +34,7 @@ from services.desk.settings import DeskSettings
 from services.desk.throttle import Throttle
 from services.desk.web import (
     BODY_TIMEOUT_KEY,
+    FORWARDED_HOPS_KEY,
     METRICS_KEY,
     REFUSALS_KEY,
     body_middleware,
@@ -164,6 +165,7 @@ def create_app(
     app[METRICS_KEY] = desk.metrics
     app[REFUSALS_KEY] = desk.auditor.refused
     app[BODY_TIMEOUT_KEY] = settings.body_timeout_seconds
+    app[FORWARDED_HOPS_KEY] = settings.sign_in.forwarded_for_hops
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)

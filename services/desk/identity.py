@@ -201,7 +201,7 @@ class OidcIdentity:
         )
         granted = {area for group in held for area in self.settings.group_areas.get(group, [])}
         areas = None if EVERY_AREA in granted else frozenset(granted)
-        if not roles:
+        if not roles & {Role.READ, Role.AUDIT}:
             raise NoAccess(
                 "Your account is not in any group that gives access to Safeguard.", account=name
             )

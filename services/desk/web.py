@@ -38,6 +38,7 @@ from services.desk.errors import (
     Unavailable,
 )
 from services.desk.metrics import DeskMetrics
+from services.desk.throttle import client_address
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,8 @@ ACTOR_KEY: web.RequestKey[str] = web.RequestKey("desk_actor")
 #: The client's address as the throttle and refusals name it (set by the sign-in pages).
 ADDRESS_KEY: web.RequestKey[str] = web.RequestKey("desk_address")
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("body_timeout", float)
+#: How many trusted proxies append to X-Forwarded-For (services.desk.throttle.client_address).
+FORWARDED_HOPS_KEY: web.AppKey[int] = web.AppKey("forwarded_hops", int)
 REFUSED = frozenset({401, 403, 429})
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -82,7 +85,10 @@ def route_of(request: web.Request) -> str:
 
 def refused(request: web.Request, status: int) -> None:
     """Log and audit a refused request: by its caller's name, or its client address."""
-    actor = request.get(ACTOR_KEY) or client_actor(request.get(ADDRESS_KEY) or request.remote)
+    address = request.get(ADDRESS_KEY) or client_address(
+        request, request.app.get(FORWARDED_HOPS_KEY, 0)
+    )
+    actor = request.get(ACTOR_KEY) or client_actor(address)
     route = route_of(request)
     log.warning("access_refused", status=status, actor=actor, route=route)
     if REFUSALS_KEY in request.app:
