@@ -59,7 +59,21 @@ clean:
 # with the system executable (Playwright's own browser downloads are not used).
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-tools:
+# The desk's sign-in tests run a real OpenID Provider: panva's oidc-provider from npm, on
+# Node.js (20.19 or later; Debian's nodejs and npm when none is installed), pinned by
+# tests/fixtures/oidc/package-lock.json and installed with `npm ci`.
+OIDC_DIR := tests/fixtures/oidc
+OIDC_STAMP := $(OIDC_DIR)/node_modules/.package-lock.json
+
+$(OIDC_STAMP): $(OIDC_DIR)/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { $(APT_INSTALL) nodejs npm >/dev/null 2>&1 \
+		|| { apt-get update -qq && $(APT_INSTALL) nodejs npm >/dev/null; }; }; } \
+		|| { echo "the sign-in tests need Node.js and npm: apt-get install nodejs npm" >&2; exit 1; }
+	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund --loglevel=error
+	touch $(OIDC_STAMP)
+
+tools: $(OIDC_STAMP)
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& { $(APT_INSTALL) prometheus >/dev/null 2>&1 \
 		|| { apt-get update -qq && $(APT_INSTALL) prometheus >/dev/null; }; }; } \

@@ -112,7 +112,9 @@ def main() -> None:
                 f"{settings.inbox_smtp_port}   (prints webhook and email deliveries)\n"
                 f"  broker  {bootstrap}\n"
                 f"  desk db {where}\n"
-                f"  token   Authorization: Bearer {DEV_TOKEN}\n",
+                f"  token   Authorization: Bearer {DEV_TOKEN}\n"
+                "  sign-in the console takes a development token (safeguard-dev-token, or\n"
+                "          safeguard-dev-north / -south for one area: config/dev-tokens.yaml)\n",
                 flush=True,
             )
             while not stopping.wait(0.5):

@@ -28,6 +28,7 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditRecord",
+    "Listing",
     "RecordRef",
     "Refusal",
     "audit_event",
@@ -46,7 +47,8 @@ AUDIT_SOURCES = {
 }
 
 ActorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-"""The `name` of a configured token (services.common.auth.TokenEntry.name)."""
+"""The `name` of a configured token (services.common.auth.TokenEntry.name), or the subject
+identifier of a person signed in to the desk (services.desk.identity.person_name)."""
 
 
 class AuditAction(StrEnum):
@@ -54,7 +56,7 @@ class AuditAction(StrEnum):
 
     EVENT_ACCEPTED = "event.accepted"  # `event` (collection)
     CHILD_VIEWED = "child.viewed"  # `child_id` (consultation)
-    ALERTS_LISTED = "alerts.listed"  # nothing more: the list itself (consultation)
+    ALERTS_LISTED = "alerts.listed"  # `listing` (optional): its filters and the ids shown
     ALERT_VIEWED = "alert.viewed"  # `alert_id` (consultation)
     ALERT_ACKNOWLEDGED = "alert.acknowledged"  # `alert_id` (alteration)
     ALERT_RESOLVED = "alert.resolved"  # `alert_id` (alteration)
@@ -101,12 +103,28 @@ class Refusal(ContractModel):
     )
 
 
+FilterName = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+FilterValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+class Listing(ContractModel):
+    """What a list of alerts showed: its filters (codes, never free text) and the ids."""
+
+    filters: dict[FilterName, FilterValue] = Field(
+        default_factory=dict, description="status, rule, severity, area as asked for"
+    )
+    alert_ids: list[Identifier] = Field(
+        max_length=500, description="the alerts the answer returned, in its order"
+    )
+
+
 class AuditRecord(ContractModel):
     """One audited action: ids, the action, the token's name and the time; nothing else.
 
-    Exactly the id field the action names is set (none for `alerts.listed` and
-    `report.viewed`); an `audit.searched` names at most one of `child_id`, `alert_id` and
-    `principal` (the token name whose actions were searched).
+    Exactly the id field the action names is set (none for `report.viewed`); an
+    `alerts.listed` may carry `listing` (its filters and the ids it returned: records
+    written before it existed have none); an `audit.searched` names at most one of
+    `child_id`, `alert_id` and `principal` (the token name whose actions were searched).
     """
 
     action: AuditAction
@@ -118,6 +136,7 @@ class AuditRecord(ContractModel):
     record: RecordRef | None = None
     refusal: Refusal | None = None
     principal: ActorName | None = None
+    listing: Listing | None = None
 
     @model_validator(mode="after")
     def _the_named_id(self) -> Self:
@@ -130,11 +149,14 @@ class AuditRecord(ContractModel):
                 ("record", self.record),
                 ("refusal", self.refusal),
                 ("principal", self.principal),
+                ("listing", self.listing),
             )
             if value is not None
         ]
         if self.action is AuditAction.AUDIT_SEARCHED:
             allowed = len(present) <= 1 and set(present) <= set(_SEARCHED)
+        elif self.action is AuditAction.ALERTS_LISTED:
+            allowed = present in ([], ["listing"])
         else:
             wanted = _REQUIRED[self.action]
             allowed = present == ([] if wanted is None else [wanted])

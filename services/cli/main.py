@@ -34,6 +34,7 @@ from services.cli.output import Output, OutputOption, cell, fail, print_json, pr
 from services.cli.policies import Checked, check_policy, parse_at, routes, rule_routes
 from services.cli.policy_diff import alert_changes, describe, notes
 from services.cli.report import report_app
+from services.cli.tokens import token_app
 from services.common.durations import format_duration
 from services.common.kafka import KafkaSettings, Topics
 from services.common.logging import configure_logging
@@ -61,6 +62,7 @@ app.add_typer(report_app, name="report")  # `report timeliness`: services/cli/re
 app.add_typer(deadletter_app, name="deadletter")  # services/cli/deadletter_commands.py
 app.add_typer(db_app, name="db")  # `db upgrade`, `db status`: services/cli/database.py
 app.add_typer(desk_app, name="desk")  # `desk rebuild`: services/cli/desk.py
+app.add_typer(token_app, name="token")  # `token new`: services/cli/tokens.py
 
 DEFAULT_URL = "http://127.0.0.1:8084"
 

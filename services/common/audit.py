@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 
 from schemas.alerts import EventRef
-from schemas.audit import AuditAction, AuditEvent, AuditRecord, RecordRef, Refusal, audit_event
+from schemas.audit import (
+    AuditAction,
+    AuditEvent,
+    AuditRecord,
+    Listing,
+    RecordRef,
+    Refusal,
+    audit_event,
+)
 from schemas.events import Event
 from services.common.auth import Principal
 
@@ -63,6 +71,7 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
     alert_id: str | None = None,
     record: RecordRef | None = None,
     searched_principal: str | None = None,
+    listing: Listing | None = None,
 ) -> Record:
     """Return one audit record as Kafka `(key, value)`: key the thing acted on."""
     audited = AuditRecord(
@@ -74,6 +83,7 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
         alert_id=alert_id,
         record=record,
         principal=searched_principal,
+        listing=listing,
     )
     wrapped: AuditEvent = audit_event(audited, record_id=uuid.uuid4().hex, service=service)
     return audited.target.encode(), wrapped.to_json()

@@ -10,16 +10,30 @@ Each token has scopes (docs/contract.md): the `sources` it may send for, the eve
 partnership, so "all areas" is the partnership's areas, never another force's.
 
 Outside development mode (services.common.environment) a token file holding the
-published development token or a `"*"` source is refused at start-up.
+published development token or a `"*"` source is refused at start-up, and so is an
+entry not minted by `safeguard token new` (`minted: safeguard-token/v1`). A hash cannot
+show how strong its token is, so strength is made a property of how tokens are made:
+the command draws 256 random bits (`sgt_` and 43 base64url characters) and writes the
+entry with the marker; outside development a presented token must have that form too,
+so a hand-chosen password hashed into the file with a copied marker still matches
+nothing unless it imitates the form on purpose. The marker is an attestation by whoever
+wrote the file, not a proof: the README says so.
+
+People are principals too (`kind: person`): the desk's console signs them in with
+OpenID Connect and builds their principal from the ID token (services.desk.identity);
+`name` is then their subject identifier and `display_name` what they are called.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import re
+import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -36,6 +50,7 @@ class Role(StrEnum):
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
     AUDIT = "audit"  # search the audit trail (a data-protection officer)
+    ADMIN = "admin"  # see receivers' addresses (emails, webhook URLs) where they are shown
 
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -43,6 +58,11 @@ Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 #: SHA-256 of `safeguard-dev-token`, the token published in the README for development.
 DEVELOPMENT_TOKEN_SHA256 = "8506eb5520e4fe5822526ab5842bd28e837c46634f2e317458bd261010e15bdf"  # noqa: S105
 ANY_SOURCE = "*"
+#: What `safeguard token new` writes into each entry it makes (see the module docstring).
+MINTED = "safeguard-token/v1"
+TOKEN_PREFIX = "sgt_"  # noqa: S105 - the form of a token, not one
+TOKEN_BYTES = 32  # 256 bits; the contract's floor is 128
+_MINTED_FORM = re.compile(r"^sgt_[A-Za-z0-9_-]{43}$")
 
 
 class TokenEntry(BaseModel):
@@ -61,6 +81,11 @@ class TokenEntry(BaseModel):
         default=None,
         description="areas whose alerts it may read, acknowledge and resolve; absent means all",
     )
+    minted: Literal["safeguard-token/v1"] | None = Field(
+        default=None,
+        description="written by `safeguard token new` (256 random bits); required outside "
+        "development",
+    )
 
 
 class TokenFile(BaseModel):
@@ -72,7 +97,12 @@ class TokenFile(BaseModel):
 
 
 class Principal(BaseModel):
-    """The caller a token identifies; `name` is the only thing about it that is logged."""
+    """Who is asking: a system's token, or a person signed in to the console.
+
+    `name` is the only thing about it that is logged and the `actor` of its audit
+    records: a token's name, or a person's subject identifier at the identity provider.
+    `display_name` (people only) is shown on pages and in acknowledgements, never logged.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -81,6 +111,13 @@ class Principal(BaseModel):
     roles: frozenset[Role]
     types: frozenset[str] | None = None
     areas: frozenset[str] | None = None
+    kind: Literal["token", "person"] = "token"
+    display_name: str | None = None
+
+    @property
+    def shown_as(self) -> str:
+        """Return what pages and acknowledgements call this caller."""
+        return self.display_name or self.name
 
     def may_send_for(self, source: str) -> bool:
         """Tell whether this caller may send events for `source`."""
@@ -95,12 +132,12 @@ class Principal(BaseModel):
         return role in self.roles
 
     def may_see_area(self, area: str | None) -> bool:
-        """Tell whether this caller may see (and, with the role, act on) an alert of `area`.
+        """Tell whether this caller may see (and, with the role, act on) a thing of `area`.
 
-        An alert without an area is everyone's business: every token sees it. A token
-        without an `areas` scope sees every area.
+        Fail closed: a thing without an area is seen only by callers for every area
+        (no `areas` scope), as is a thing of an area outside the caller's.
         """
-        return area is None or self.areas is None or area in self.areas
+        return self.areas is None or (area is not None and area in self.areas)
 
     def may(self, role: Role, area: str | None) -> bool:
         """Tell whether this caller holds `role` for an alert (or child view) of `area`."""
@@ -119,11 +156,16 @@ def development_only_problems(entries: list[TokenEntry]) -> list[str]:
             problems.append(f"token {entry.name!r} is the published development token")
         if ANY_SOURCE in entry.sources:
             problems.append(f"token {entry.name!r} may send for any source ('*')")
+        if entry.minted != MINTED:
+            problems.append(
+                f"token {entry.name!r} was not made by `safeguard token new` (no `minted: "
+                f"{MINTED}`): tokens must hold 256 random bits"
+            )
     return problems
 
 
 def check_production_tokens(entries: list[TokenEntry], *, development: bool) -> None:
-    """Refuse, outside development mode, the development token and `"*"` sources."""
+    """Refuse, outside development mode, the development token, `"*"` and unminted tokens."""
     if development:
         return
     problems = development_only_problems(entries)
@@ -141,6 +183,35 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    """Return a new token: `sgt_` and 256 random bits, base64url without padding."""
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_BYTES)).rstrip(b"=").decode()
+    return TOKEN_PREFIX + raw
+
+
+def minted_entry(  # noqa: PLR0913 - one argument per scope
+    name: str,
+    token: str,
+    *,
+    roles: frozenset[Role],
+    sources: tuple[str, ...] = (),
+    types: frozenset[EventType] | None = None,
+    areas: frozenset[str] | None = None,
+) -> TokenEntry:
+    """Return the token file's entry for a token made by `new_token` (hash and marker)."""
+    if not _MINTED_FORM.fullmatch(token):
+        raise TokenConfigError("only tokens made by new_token() are written with the marker")
+    return TokenEntry(
+        name=name,
+        sha256=hash_token(token),
+        sources=sources,
+        roles=roles,
+        types=types,
+        areas=areas,
+        minted=MINTED,
+    )
+
+
 class Authenticator:
     """Maps an Authorization header to a Principal."""
 
@@ -151,6 +222,7 @@ class Authenticator:
             entries, development=is_development() if development is None else development
         )
         self._entries = [(bytes.fromhex(e.sha256), e) for e in entries]
+        self._development = is_development() if development is None else development
 
     @classmethod
     def from_file(cls, path: Path, *, development: bool | None = None) -> Authenticator:
@@ -175,6 +247,8 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
+        if not self._development and not _MINTED_FORM.fullmatch(token.strip()):
+            return None  # not one `safeguard token new` made: it cannot be a configured one
         # A header with characters no token has cannot match; "replace" keeps it a 401.
         presented = hashlib.sha256(token.strip().encode(errors="replace")).digest()
         found: TokenEntry | None = None

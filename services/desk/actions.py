@@ -5,9 +5,14 @@ The desk does not change an alert: it publishes `alert.acknowledged` / `alert.cl
 alert id, and notify's processor applies them in order with everything else about the
 alert. The answer is 202 once the broker has the command; the projection shows the new
 status a moment later. Checks, in order, each a typed refusal: the role (403), a reason
-given when acknowledging (422), the alert exists (404), its area is the caller's (403),
+given when acknowledging (422), the alert exists and is in the caller's areas (404: an
+alert outside them is answered exactly as an unknown one, so no status leaks in a 409),
 its projected status allows it (409 with `current`), the audit record (503), the
 command (503).
+
+Who acted is the caller, never the body: a person signed in to the console (their
+subject identifier as `principal`, what they are called as `by`), or a system's token
+(its name as both). A `by` in an API body is accepted for older clients and ignored.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.audit import AuditAction
 from schemas.notifications import (
@@ -46,12 +51,17 @@ DESK_SOURCE = "urn:safeguard:desk"
 class ActionRequest(BaseModel):
     """Body of `POST .../ack` and `.../resolve`; every field optional.
 
-    `reason` is for resolving only: why the alert is closed without a fulfilment.
+    `reason` is for resolving only: why the alert is closed without a fulfilment. `by` is
+    ignored (the actor is the caller); it is still accepted so older clients keep working.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    by: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")] | None = None
+    by: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")] | None = Field(
+        default=None,
+        deprecated=True,
+        description="ignored: the actor is the caller (the token's name, the signed-in person)",
+    )
     note: (
         Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]{1,1000}$")] | None
     ) = None
@@ -105,12 +115,8 @@ class Actions:
                 found = await queries.alert(connection, alert_id)
         if found is None:
             raise NotFound("no such alert")
-        area = found.summary.area
-        if not principal.may_see_area(area):
-            raise Forbidden(
-                f"the token's areas do not include {area!r}",
-                errors=[{"loc": "area", "msg": f"this token may not act on area {area}"}],
-            )
+        if not principal.may_see_area(found.summary.area):
+            raise NotFound("no such alert")
         if found.summary.status not in ALLOWED[role]:
             raise Conflict(f"the alert is {found.summary.status}", current=found.summary.status)
         value, event_id = command(self.clock, alert_id, role, principal, body)
@@ -139,7 +145,7 @@ def command(
     """Return the command's CloudEvent (JSON) and its id."""
     now = clock.now()
     request_id = uuid.uuid4().hex[:16]
-    by = body.by or principal.name
+    by = principal.shown_as  # never body.by: the actor is who is signed in
     if role is Role.ACKNOWLEDGE:
         ack = alert_acknowledged_event(
             AlertAcknowledged(

@@ -23,6 +23,7 @@ from services.common.bodies import BodyRefused, parse_body
 from services.desk import audit_search, present, queries, reports
 from services.desk.actions import MAX_BODY_BYTES, ActionRequest
 from services.desk.app import DESK_KEY, Desk
+from services.desk.audit import listing
 from services.desk.errors import InvalidBody, InvalidQuery, NotFound
 from services.desk.report_page import render_page
 from services.desk.timeliness import to_csv
@@ -97,7 +98,12 @@ async def list_alerts(request: web.Request) -> web.Response:
     after = queries.list_cursor(cursor) if cursor else None
     async with desk.database.read() as connection:
         found, next_cursor = await queries.alert_page(connection, matches, limit, after)
-    await desk.auditor.record(AuditAction.ALERTS_LISTED, principal)
+    filters = {k: request.query.get(k) for k in ("status", "rule", "severity", "area")}
+    shown = listing(
+        {**filters, "limit": str(limit), "page": "next" if cursor else None},
+        [s.alert_id for s in found],
+    )
+    await desk.auditor.record_list(principal, shown)
     return json_response(
         {"alerts": [s.public() for s in found], "next_cursor": next_cursor, "complete": True}
     )
@@ -109,10 +115,9 @@ async def visible_alert(desk: Desk, principal: Principal, alert_id: str) -> quer
     if is_identifier(alert_id):
         async with desk.database.read() as connection:
             found = await queries.alert(connection, alert_id)
-    if found is None:
+    # Outside the caller's areas is answered exactly as unknown: nothing says it exists.
+    if found is None or not principal.may_see_area(found.summary.area):
         raise NotFound("no such alert")
-    if not principal.may_see_area(found.summary.area):
-        raise out_of_scope(found.summary.area)
     return found
 
 
@@ -128,17 +133,10 @@ async def get_alert(request: web.Request) -> web.Response:
 
 async def read_action(request: web.Request) -> ActionRequest:
     """Return the body of an acknowledgement or resolution (400/413/422 otherwise)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    # Read already, within the body timeout and the server's size bound (body_middleware).
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
         raise InvalidBody(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", [])
-    # Read to the end, bounded: one read() returns whatever has arrived so far.
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(MAX_BODY_BYTES + 1):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise InvalidBody(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", [])
-        chunks.append(chunk)
-    raw = b"".join(chunks)
     try:
         return parse_body(raw, ActionRequest, max_bytes=MAX_BODY_BYTES)
     except BodyRefused as refused:
@@ -164,36 +162,53 @@ async def resolve(request: web.Request) -> web.Response:
 
 
 async def chronology(desk: Desk, principal: Principal, child_id: str) -> dict[str, Any]:
-    """Return a child's chronology for the caller: the child's view merged with its alerts."""
+    """Return a child's chronology for the caller: the parts of it in the caller's areas.
+
+    Every part (alert, obligation, event, risk factor, refused fulfilment) carries its
+    area. The caller sees the parts in their areas and, in `others_hold_more`, only the
+    fact that other areas hold more; with nothing in their areas the child is answered
+    exactly as an unknown one (404). Parts without an area are seen only by callers for
+    every area. The risk level is the partnership's one judgement of the child and is
+    shown; the score and the other areas' factors behind it are not, when any part is
+    held back.
+    """
     if not is_identifier(child_id):
-        raise NotFound("no such child")
+        raise NotFound("nothing is known about this child")
     async with desk.database.read() as connection:
         raw = await queries.child(connection, child_id)
         every = await queries.alerts_about(connection, "child", child_id, queries.AlertFilter())
-    if raw is None and not every:
-        raise NotFound("nothing is known about this child")
     child = ChildView.model_validate(raw) if raw is not None else None
-    areas = {a.summary.area for a in every if a.summary.area is not None}
-    if child is not None:
-        areas |= {o.area for o in child.obligations if o.area is not None}
-    # A child is seen when one of its areas is the caller's, or it has none (as risk did).
-    if areas and not any(principal.may_see_area(area) for area in areas):
-        raise out_of_scope(min(areas))
-    shown = [a for a in every if principal.may_see_area(a.summary.area)]
+    sees = principal.may_see_area
+    shown = [a for a in every if sees(a.summary.area)]
+    obligations = [o for o in (child.obligations if child else []) if sees(o.area)]
+    factors = [f for f in (child.factors if child else []) if sees(f.area)]
+    events = [e for e in (child.recent_events if child else []) if sees(e.area)]
+    refused = [r for r in (child.refused_fulfilments if child else []) if sees(r.area)]
+    seen = len(shown) + len(obligations) + len(factors) + len(events) + len(refused)
+    total = len(every) + (
+        len(child.obligations)
+        + len(child.factors)
+        + len(child.recent_events)
+        + len(child.refused_fulfilments)
+        if child
+        else 0
+    )
+    whole = principal.areas is None
+    if (child is None and not every) or not (seen or whole):
+        raise NotFound("nothing is known about this child")
+    withheld = seen < total
     views = [AlertView.model_validate(a.view) for a in shown]
-    obligations = [
-        o for o in (child.obligations if child else []) if principal.may_see_area(o.area)
-    ]
     return {
         "child_id": child_id,
         "as_of": child.as_of.isoformat() if child else None,
         "level": child.level if child else None,
-        "score": child.score if child else None,
-        "factors": [f.model_dump(mode="json") for f in child.factors] if child else [],
+        "score": child.score if child and not withheld else None,
+        "factors": [f.model_dump(mode="json") for f in factors],
         "obligations": [o.model_dump(mode="json", exclude_none=True) for o in obligations],
         "open_obligations": [
             {
                 "rule": o.rule,
+                "area": o.area,
                 "due_at": o.due_at.isoformat(),
                 "severity": o.severity.value,
                 "status": o.status.value,
@@ -201,10 +216,15 @@ async def chronology(desk: Desk, principal: Principal, child_id: str) -> dict[st
             for o in sorted(obligations, key=lambda o: o.due_at)
             if o.status.value in {"pending", "overdue"}
         ],
-        "recent_events": [e.model_dump(mode="json") for e in child.recent_events] if child else [],
+        "recent_events": [e.model_dump(mode="json") for e in events],
+        "refused_fulfilments": [r.model_dump(mode="json") for r in refused],
         "alerts": [a.summary.public() for a in shown],
+        "others_hold_more": withheld,
         "chronology": present.chronology(
-            child.model_copy(update={"obligations": obligations}) if child else None, views
+            child.model_copy(update={"obligations": obligations, "recent_events": events})
+            if child
+            else None,
+            views,
         ),
     }
 

@@ -25,12 +25,24 @@ from services.desk.audit import Auditor
 from services.desk.broker import Publisher
 from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
+from services.desk.identity import OidcIdentity
 from services.desk.metrics import DeskMetrics
 from services.desk.projector import Projector
 from services.desk.records import Kind, topic_kinds
-from services.desk.sessions import IdentityProvider, Lifetimes, SessionStore, TokenIdentity
+from services.desk.sessions import AttemptStore, Lifetimes, SessionStore, TokenIdentity
 from services.desk.settings import DeskSettings
-from services.desk.web import METRICS_KEY, errors_middleware, json_response, metrics_middleware
+from services.desk.throttle import Throttle
+from services.desk.web import (
+    BODY_TIMEOUT_KEY,
+    FORWARDED_HOPS_KEY,
+    METRICS_KEY,
+    REFUSALS_KEY,
+    body_middleware,
+    errors_middleware,
+    headers_middleware,
+    json_response,
+    metrics_middleware,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +59,10 @@ class Desk:
     auditor: Auditor
     actions: Actions
     sessions: SessionStore
-    identity: IdentityProvider
+    tokens: TokenIdentity | None  # sign-in with a token: development only
+    oidc: OidcIdentity | None  # people's sign-in
+    attempts: AttemptStore
+    throttle: Throttle
     metrics: DeskMetrics
     registry: CollectorRegistry
     kinds: dict[str, Kind]
@@ -112,7 +127,14 @@ def build(
             ),
             metrics,
         ),
-        identity=TokenIdentity(auth),
+        tokens=TokenIdentity(auth) if settings.tokens_sign_in else None,
+        oidc=OidcIdentity(settings.oidc, clock) if settings.oidc is not None else None,
+        attempts=AttemptStore(
+            database,
+            clock,
+            timedelta(seconds=settings.oidc.attempt_seconds if settings.oidc else 600),
+        ),
+        throttle=Throttle(database, clock, settings.sign_in),
         metrics=metrics,
         registry=registry,
         kinds=kinds,
@@ -133,12 +155,18 @@ def create_app(
     settings: DeskSettings, *, registry: CollectorRegistry | None = None, clock: Clock | None = None
 ) -> web.Application:
     """Return the desk's aiohttp application, its projector started with it."""
-    from services.desk import api, console, openapi  # noqa: PLC0415 - the pages need the app's types
+    from services.desk import api, console, openapi, signin  # noqa: PLC0415 - they need Desk
 
     desk = build(settings, registry=registry, clock=clock)
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware])
+    app = web.Application(
+        middlewares=[metrics_middleware, headers_middleware, errors_middleware, body_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[DESK_KEY] = desk
     app[METRICS_KEY] = desk.metrics
+    app[REFUSALS_KEY] = desk.auditor.refused
+    app[BODY_TIMEOUT_KEY] = settings.body_timeout_seconds
+    app[FORWARDED_HOPS_KEY] = settings.sign_in.forwarded_for_hops
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
@@ -146,6 +174,7 @@ def create_app(
         app.router.add_get("/openapi.json", openapi.page)
         api.add_routes(app)
         console.add_routes(app)
+        signin.add_routes(app)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app
@@ -169,6 +198,8 @@ async def _stop(app: web.Application) -> None:
             await task
     await desk.publisher.close()
     await desk.database.close()
+    if desk.oidc is not None:
+        await desk.oidc.close()
     if desk.projector is not None:
         await desk.projector.database.close()
 

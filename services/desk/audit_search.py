@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.audit import AuditAction
 from services.common.audit import is_identifier
+from services.common.csv_cells import safe_row
 from services.desk.errors import InvalidQuery
 from services.desk.queries import decode_cursor, encode_cursor
 from services.desk.schema import alerts, audit_records
@@ -206,5 +207,5 @@ def to_csv(records: list[dict[str, Any]]) -> str:
     for record in records:
         event = record["event"]
         values = {**record, "event": f"{event['source']}|{event['id']}" if event else ""}
-        writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+        writer.writerow(safe_row(["" if values[c] is None else values[c] for c in CSV_COLUMNS]))
     return out.getvalue()

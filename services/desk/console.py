@@ -16,7 +16,6 @@ checked again on the POST. Each page says when the projection is behind.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,11 +36,12 @@ from services.common.environment import is_development
 from services.desk import api, audit_search, present, queries, reports
 from services.desk.actions import ActionRequest
 from services.desk.app import DESK_KEY, Desk
+from services.desk.audit import audit_list, listing
 from services.desk.errors import DeskError, Forbidden, InvalidBody, InvalidQuery, NotFound
 from services.desk.report_page import CSS, render_console_page
-from services.desk.sessions import PRE_SESSION_COOKIE, SESSION_COOKIE, Session, same
+from services.desk.sessions import SESSION_COOKIE, Session, same
 from services.desk.timeliness import to_csv
-from services.desk.web import PROBLEM_PAGE_KEY
+from services.desk.web import ACTOR_KEY, PROBLEM_PAGE_KEY
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +126,7 @@ def base(request: web.Request, session: Session | None, **context: Any) -> dict[
 async def problem_page(request: web.Request, error: DeskError) -> web.StreamResponse:
     """Render a refusal as the console's problem page (the one place for console errors)."""
     session = request.get(SESSION_KEY)
-    if error.status == 401 and session is None and request.method == "GET":  # noqa: PLR2004
+    if error.code == "unauthenticated" and session is None and request.method == "GET":
         return redirect("/console/sign-in")
     html = render(
         "problem.html", **base(request, session, title=error.title, message=error.message)
@@ -134,10 +134,13 @@ async def problem_page(request: web.Request, error: DeskError) -> web.StreamResp
     return page(html, error.status, **error.headers)
 
 
-async def current(request: web.Request) -> Session | None:
-    """Return the request's session, if its cookie names a live one."""
-    session = await request.app[DESK_KEY].sessions.find(request.cookies.get(SESSION_COOKIE))
+async def current(request: web.Request, *, touch: bool = True) -> Session | None:
+    """Return the request's session, if its cookie names a live one (`touch`: not a poll)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = await request.app[DESK_KEY].sessions.find(cookie, touch=touch)
     request[SESSION_KEY] = session
+    if session is not None:
+        request[ACTOR_KEY] = session.principal.name
     return session
 
 
@@ -164,9 +167,6 @@ def add_routes(app: web.Application) -> None:
     add = app.router
     add.add_get("/console", root)
     add.add_get("/console/static/{name}", static)
-    add.add_get("/console/sign-in", sign_in_page)
-    add.add_post("/console/sign-in", sign_in)
-    add.add_post("/console/sign-out", sign_out)
     add.add_get("/console/queue", queue)
     add.add_get("/console/queue/live", queue_live)
     add.add_get("/console/alerts/{alert_id}", alert_page)
@@ -197,68 +197,6 @@ async def static(request: web.Request) -> web.Response:
         content_type=STATIC[name],
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
     )
-
-
-def _random() -> str:
-    return secrets.token_urlsafe(32)
-
-
-async def sign_in_page(request: web.Request) -> web.Response:
-    """Show the sign-in form (with a double-submit value against login CSRF)."""
-    if await current(request) is not None:
-        return redirect("/console/queue")
-    desk = request.app[DESK_KEY]
-    pre = request.cookies.get(PRE_SESSION_COOKIE) or _random()
-    response = page(
-        render("sign_in.html", **base(request, None, pre=pre, fields=desk.identity.fields))
-    )
-    set_cookie(response, PRE_SESSION_COOKIE, pre)
-    return response
-
-
-async def sign_in(request: web.Request) -> web.Response:
-    """Exchange what the identity provider checks for a session."""
-    desk = request.app[DESK_KEY]
-    form = await form_of(request)
-    if not same(request.cookies.get(PRE_SESSION_COOKIE, ""), form.get("csrf")):
-        raise Forbidden("The form was not this console's.")
-    who = desk.identity.complete(form)
-    if who is None:
-        html = render(
-            "sign_in.html",
-            **base(
-                request,
-                None,
-                pre=request.cookies.get(PRE_SESSION_COOKIE),
-                fields=desk.identity.fields,
-                error="That token is not valid.",
-            ),
-        )
-        return page(html, 401)
-    principal = who.principal
-    if not (principal.has(Role.READ) or principal.has(Role.AUDIT)):
-        raise Forbidden("This token may not read alerts or the audit trail.")
-    session_id, _session = await desk.sessions.start(who)
-    log.info("console_signed_in", principal=principal.name)
-    response = redirect("/console/queue" if principal.has(Role.READ) else "/console/audit")
-    set_cookie(response, SESSION_COOKIE, session_id)
-    response.del_cookie(PRE_SESSION_COOKIE, path="/console")
-    return response
-
-
-async def sign_out(request: web.Request) -> web.Response:
-    """End the session."""
-    session = await current(request)
-    if session is None:
-        return redirect("/console/sign-in")
-    form = await form_of(request)
-    if not same(session.csrf, form.get("csrf")):
-        raise Forbidden("The form was not this session's.")
-    await request.app[DESK_KEY].sessions.end(request.cookies.get(SESSION_COOKIE))
-    log.info("console_signed_out", principal=session.principal.name)
-    response = redirect("/console/sign-in")
-    response.del_cookie(SESSION_COOKIE, path="/console")
-    return response
 
 
 @dataclass(frozen=True)
@@ -334,7 +272,18 @@ async def queue_context(request: web.Request, session: Session) -> dict[str, Any
                 session.principal, statuses=QUEUE_STATUSES[query.status]
             ),
         )
-    await desk.auditor.record(AuditAction.ALERTS_LISTED, session.principal)
+    shown = listing(
+        {
+            "view": "queue",
+            "area": query.area,
+            "rule": query.rule,
+            "severity": query.severity,
+            "status": query.status,
+            "page": "next" if query.after else None,
+        },
+        [s.alert_id for s in found],
+    )
+    await audit_list(desk.auditor, desk.sessions, session, shown)
     now = desk.clock.now()
     return {
         "query": query,
@@ -360,8 +309,8 @@ async def queue(request: web.Request) -> web.Response:
 
 
 async def queue_live(request: web.Request) -> web.Response:
-    """Render the work queue's rows, for the page's refresh."""
-    session = await current(request)
+    """Render the work queue's rows for the page's refresh: a poll, which keeps no session alive."""
+    session = await current(request, touch=False)
     if session is None:
         return web.Response(text="signed out", status=401, headers=HEADERS)
     if not session.principal.has(Role.READ):
@@ -424,7 +373,6 @@ async def _act(request: web.Request, role: Role) -> web.Response:
         raise InvalidBody(422, "invalid_body", "Choose why the alert is resolved.", [])
     try:
         body = ActionRequest(
-            by=session.principal.name,
             note=form.get("note") or None,
             reason=ResolutionReason(reason) if role is Role.RESOLVE and reason else None,
         )
@@ -491,6 +439,7 @@ async def child_page(request: web.Request) -> web.Response:
                 {**f, "at": present.stamp(datetime.fromisoformat(f["at"]))} for f in body["factors"]
             ],
             alerts=[present.row(a.summary, now) for a in about],
+            others_hold_more=body["others_hold_more"],
         ),
     )
     return page(html)

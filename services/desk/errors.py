@@ -123,3 +123,42 @@ class BrokerUnavailable(Unavailable):
     """The broker did not take a record (an audit record or a command) in time."""
 
     code = "broker_unavailable"
+
+
+class IdentityUnavailable(Unavailable):
+    """The identity provider did not answer in time, or answered with something unusable."""
+
+    code = "identity_provider_unavailable"
+
+
+class SignInFailed(DeskError):
+    """A sign-in that did not prove who someone is: nobody is signed in."""
+
+    status = 401
+    code = "sign_in_failed"
+    title = "Not signed in"
+
+
+class TooManyAttempts(DeskError):
+    """Too many sign-ins from one client address or for one account: wait, then retry."""
+
+    status = 429
+    code = "too_many_attempts"
+    title = "Too many attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Say when to retry."""
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RequestTimeout(DeskError):
+    """The request's body did not arrive in time."""
+
+    status = 408
+    code = "request_timeout"
+    title = "Too slow"

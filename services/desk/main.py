@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy
 from aiohttp import web
 
@@ -51,7 +53,15 @@ def main() -> None:
         import structlog  # noqa: PLC0415
 
         structlog.get_logger(__name__).warning("desk_starting_without_database", reason=warning)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, **server_options(settings))
+
+
+def server_options(settings: DeskSettings) -> dict[str, Any]:
+    """Return how the HTTP server runs the application (for `run_app` and `AppRunner`)."""
+    # aiohttp's keep-alive timer runs from the connection's start and closes a connection
+    # still waiting for a whole request when it fires: it bounds slowly sent headers too.
+    # Bodies are bounded by services.desk.web.body_middleware.
+    return {"access_log": None, "keepalive_timeout": settings.header_timeout_seconds}
 
 
 if __name__ == "__main__":

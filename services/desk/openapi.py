@@ -82,7 +82,12 @@ class Chronology(BaseModel):
     obligations: list[dict[str, Any]]
     open_obligations: list[dict[str, Any]]
     recent_events: list[dict[str, Any]]
+    refused_fulfilments: list[dict[str, Any]]
     alerts: list[AlertSummary]
+    others_hold_more: bool = Field(
+        description="other areas hold parts of this child's chronology, not shown to the "
+        "caller (nor the score that rests on them)"
+    )
     chronology: list[ChronologyItem]
 
 
@@ -134,7 +139,12 @@ def _json(description: str, model: str) -> dict[str, Any]:
 _RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 _REFUSALS = {
     "401": {**_json("no token, or one nobody configured", "ErrorBody")},
-    "403": _json("the token lacks the role, or the thing's area is not the token's", "ErrorBody"),
+    "403": _json(
+        "the token lacks the role (or a report was asked for an area not the token's); a "
+        "thing outside the token's areas is a 404, as an unknown one",
+        "ErrorBody",
+    ),
+    "408": _json("the request's body did not arrive in time", "ErrorBody"),
     "503": {
         **_json("the database or the broker (the audit record) did not answer", "ErrorBody"),
         "headers": _RETRY,
@@ -184,7 +194,7 @@ def _action(operation: str, summary: str) -> dict[str, Any]:
             "responses": {
                 "202": _json("the command is on the broker; notify applies it", "Accepted"),
                 "400": _json("the body is not JSON", "ErrorBody"),
-                "404": _json("no such alert", "ErrorBody"),
+                "404": _json("no such alert, or one outside the token's areas", "ErrorBody"),
                 "409": _json("the alert's status does not allow it (`current`)", "ErrorBody"),
                 "413": _json("the body is over 16 KiB", "ErrorBody"),
                 "422": _json("the body is not valid", "ErrorBody"),
@@ -284,7 +294,7 @@ def document() -> dict[str, Any]:
                 "One alert's view",
                 _json("the alert", "AlertView"),
                 [_path("alert_id")],
-                **{"404": _json("no such alert", "ErrorBody")},
+                **{"404": _json("no such alert, or one outside the token's areas", "ErrorBody")},
             ),
             "/v1/alerts/{alert_id}/ack": _action("acknowledgeAlert", "Acknowledge an open alert"),
             "/v1/alerts/{alert_id}/resolve": _action("resolveAlert", "Resolve an alert by hand"),
@@ -293,7 +303,11 @@ def document() -> dict[str, Any]:
                 "A child's chronology",
                 _json("the chronology", "Chronology"),
                 [_path("child_id")],
-                **{"404": _json("nothing is known about this child", "ErrorBody")},
+                **{
+                    "404": _json(
+                        "nothing is known about this child in the token's areas", "ErrorBody"
+                    )
+                },
             ),
             "/v1/reports/timeliness": _get(
                 "timelinessReport",

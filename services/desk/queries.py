@@ -2,7 +2,8 @@
 
 Plain functions of a connection and validated filters (`AlertFilter`), returning plain
 values. Every query that lists alerts applies the caller's areas in SQL (an alert
-without an area is everyone's), so nothing outside them is ever read into the process.
+without an area is seen only by callers for every area), so nothing outside them is
+ever read into the process.
 Paging is by keyset (the cursor holds the last row's sort key), so a page costs the
 same at the millionth row as at the first, and uses the indexes of services.desk.schema.
 """
@@ -60,7 +61,8 @@ class AlertFilter:
         if self.area is not None:
             conditions.append(alerts.c.area == self.area)
         if self.areas is not None:
-            conditions.append(or_(alerts.c.area.is_(None), alerts.c.area.in_(sorted(self.areas))))
+            # Fail closed: an alert without an area is seen by callers for every area only.
+            conditions.append(alerts.c.area.in_(sorted(self.areas)))
         return conditions
 
 

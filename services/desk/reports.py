@@ -13,7 +13,7 @@ import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.audit import is_identifier
@@ -116,7 +116,7 @@ async def states(
         conditions.append(obligations.c.area == query.area)
     if principal.areas is not None:
         conditions.append(
-            or_(obligations.c.area.is_(None), obligations.c.area.in_(sorted(principal.areas)))
+            obligations.c.area.in_(sorted(principal.areas))  # fail closed: no area, no row
         )
     result = await connection.execute(
         select(

@@ -149,5 +149,30 @@ sessions = Table(
     Column("csrf", Text, nullable=False),
     Column("created_at", Stamp, nullable=False),
     Column("last_seen_at", Stamp, nullable=False),
+    # The last list of alerts audited for this session (services.desk.sessions).
+    Column("listed_hash", Text),
+    Column("listed_at", Stamp),
     Index("ix_sessions_principal", "principal", "created_at"),
+)
+
+#: OpenID Connect sign-ins sent to the identity provider and not yet back (any pod ends them).
+sign_in_attempts = Table(
+    "sign_in_attempts",
+    metadata,
+    Column("state_hash", Text, primary_key=True),
+    Column("binding_hash", Text, nullable=False),
+    Column("nonce", Text, nullable=False),
+    Column("code_verifier", Text, nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    Index("ix_sign_in_attempts_created", "created_at"),
+)
+
+#: Sign-in attempts and failures per client address and per account, per fixed window.
+sign_in_counts = Table(
+    "sign_in_counts",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("window_start", Stamp, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Index("ix_sign_in_counts_window", "window_start"),
 )

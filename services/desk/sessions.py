@@ -1,10 +1,12 @@
-"""Console sign-in: who the person is (an identity provider), and their session in PostgreSQL.
+"""Console sign-in: who the person is, and their session in PostgreSQL.
 
-The identity step is a seam (`IdentityProvider`): today a bearer token from the token
-file is typed in once and exchanged for a session; an OIDC provider replaces it by
-implementing the same protocol, its `complete` taking the callback's parameters and
-returning the same `SignedIn` (a `Principal` built from the ID token's roles and areas
-claims). Nothing else in the console knows how someone signed in.
+People sign in with OpenID Connect (services.desk.identity); in development a token of
+the token file may also be typed in (`TokenIdentity`). Either gives a `SignedIn`: a
+`Principal` whose `name` is the actor of everything done in the session (a person's
+subject identifier, or the token's name) and whose `display_name` is what they are
+called. Nothing else in the console knows how someone signed in. A pending OpenID
+Connect sign-in (its state, nonce and PKCE verifier) is kept in `sign_in_attempts`
+until it comes back, so the pod that completes it need not be the one that began it.
 
 Sessions live in the database, so any desk pod serves any request and a restart signs
 nobody out. The cookie holds a random id; the table holds only its SHA-256, so a copy of
@@ -12,6 +14,11 @@ the table opens no session. A session ends when unused for the idle limit, at it
 maximum age (a shift), at sign-out, or when its principal opens more than the cap allows
 (the oldest goes first): one token signing in ten thousand times evicts only its own
 sessions. Each session has its own CSRF token, checked on every form POST.
+
+A page that polls (the work queue's refresh) reads its session without touching it, so
+an open tab does not keep a session alive; and a session remembers the last list of
+alerts it audited, so a polled list is recorded once per distinct filters and result,
+and again only every `RELIST_AFTER` while it stays the same.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -31,10 +37,15 @@ from services.common.auth import Authenticator, Principal
 from services.common.clock import Clock
 from services.desk.database import Database
 from services.desk.metrics import DeskMetrics
-from services.desk.schema import sessions
+from services.desk.schema import sessions, sign_in_attempts
 
 SESSION_COOKIE = "safeguard_session"
 PRE_SESSION_COOKIE = "safeguard_signin"
+#: Binds a pending OpenID Connect sign-in to the browser that began it (SameSite=Lax: it
+#: must come back with the provider's redirect, a cross-site navigation).
+ATTEMPT_COOKIE = "safeguard_oidc"
+#: A list audited for a session is audited again after this long even when unchanged.
+RELIST_AFTER = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -44,29 +55,11 @@ class SignedIn:
     principal: Principal
 
 
-class IdentityProvider(Protocol):
-    """Turns what the sign-in step returns into a signed-in person (or None)."""
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Return the form fields the sign-in page asks for (none for a redirect flow)."""
-        ...
-
-    def complete(self, submitted: Mapping[str, str]) -> SignedIn | None:
-        """Return who signed in from the submitted fields (or callback parameters)."""
-        ...
-
-
 class TokenIdentity:
     """Sign-in with a bearer token of the token file: checked once, then a session."""
 
     def __init__(self, auth: Authenticator) -> None:
         self._auth = auth
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Return the one field: the token."""
-        return ("token",)
 
     def complete(self, submitted: Mapping[str, str]) -> SignedIn | None:
         """Return the token's principal, or None for a token nobody configured."""
@@ -159,31 +152,34 @@ class SessionStore:
             sessions.c.created_at <= now - self.lifetimes.max_age
         )
 
-    async def find(self, session_id: str | None) -> Session | None:
-        """Return the live session a cookie names, touching it; None if absent or expired."""
+    async def find(self, session_id: str | None, *, touch: bool = True) -> Session | None:
+        """Return the live session a cookie names; None if absent or expired.
+
+        `touch` (a page a person opened) restarts its idle time; a poll does not.
+        """
         if not session_id:
             return None
         now = self.clock.now()
+        live = and_(
+            sessions.c.id_hash == hash_id(session_id),
+            sessions.c.last_seen_at > now - self.lifetimes.idle,
+            sessions.c.created_at > now - self.lifetimes.max_age,
+        )
+        columns = (
+            sessions.c.id_hash,
+            sessions.c.identity,
+            sessions.c.csrf,
+            sessions.c.created_at,
+            sessions.c.last_seen_at,
+        )
         async with self.database.write() as connection:
-            row = (
-                await connection.execute(
-                    update(sessions)
-                    .where(
-                        and_(
-                            sessions.c.id_hash == hash_id(session_id),
-                            sessions.c.last_seen_at > now - self.lifetimes.idle,
-                            sessions.c.created_at > now - self.lifetimes.max_age,
-                        )
-                    )
-                    .values(last_seen_at=now)
-                    .returning(
-                        sessions.c.id_hash,
-                        sessions.c.identity,
-                        sessions.c.csrf,
-                        sessions.c.created_at,
-                    )
+            if touch:
+                statement = (
+                    update(sessions).where(live).values(last_seen_at=now).returning(*columns)
                 )
-            ).first()
+                row = (await connection.execute(statement)).first()
+            else:
+                row = (await connection.execute(select(*columns).where(live))).first()
         if row is None:
             return None
         return Session(
@@ -191,8 +187,35 @@ class SessionStore:
             principal=Principal.model_validate(row.identity),
             csrf=row.csrf,
             created=row.created_at,
-            last_seen=now,
+            last_seen=now if touch else row.last_seen_at,
         )
+
+    async def listing_due(self, session: Session, fingerprint: str) -> bool:
+        """Tell whether a list with this fingerprint is to be audited for the session."""
+        now = self.clock.now()
+        async with self.database.read() as connection:
+            row = (
+                await connection.execute(
+                    select(sessions.c.listed_hash, sessions.c.listed_at).where(
+                        sessions.c.id_hash == session.id_hash
+                    )
+                )
+            ).first()
+        return (
+            row is None
+            or row.listed_hash != fingerprint
+            or row.listed_at is None
+            or row.listed_at <= now - RELIST_AFTER
+        )
+
+    async def listed(self, session: Session, fingerprint: str) -> None:
+        """Remember that this list was audited for the session (after its record was taken)."""
+        async with self.database.write() as connection:
+            await connection.execute(
+                update(sessions)
+                .where(sessions.c.id_hash == session.id_hash)
+                .values(listed_hash=fingerprint, listed_at=self.clock.now())
+            )
 
     async def end(self, session_id: str | None) -> None:
         """Sign out: forget the session."""
@@ -209,6 +232,66 @@ class SessionStore:
                 select(sessions.c.id_hash).where(sessions.c.principal == principal)
             )
             return len(rows.all())
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A pending OpenID Connect sign-in, as stored until the provider sends the person back."""
+
+    nonce: str
+    verifier: str
+
+
+class AttemptStore:
+    """Pending sign-ins in PostgreSQL: each used once, bound to its browser, short-lived."""
+
+    def __init__(self, database: Database, clock: Clock, lifetime: timedelta) -> None:
+        self.database = database
+        self.clock = clock
+        self.lifetime = lifetime
+
+    async def keep(self, *, state: str, binding: str, nonce: str, verifier: str) -> None:
+        """Store a sign-in under its state (hashed), bound to the browser's cookie (hashed)."""
+        now = self.clock.now()
+        async with self.database.write() as connection:
+            await connection.execute(
+                insert(sign_in_attempts).values(
+                    state_hash=hash_id(state),
+                    binding_hash=hash_id(binding),
+                    nonce=nonce,
+                    code_verifier=verifier,
+                    created_at=now,
+                )
+            )
+            await connection.execute(
+                delete(sign_in_attempts).where(sign_in_attempts.c.created_at <= now - self.lifetime)
+            )
+
+    async def take(self, *, state: str, binding: str | None) -> Attempt | None:
+        """Remove and return the sign-in `state` names, if it is live and this browser's.
+
+        Taken even when the binding does not match: a state shown to another browser is
+        spent, so it cannot be tried again.
+        """
+        now = self.clock.now()
+        async with self.database.write() as connection:
+            row = (
+                await connection.execute(
+                    delete(sign_in_attempts)
+                    .where(sign_in_attempts.c.state_hash == hash_id(state))
+                    .returning(
+                        sign_in_attempts.c.binding_hash,
+                        sign_in_attempts.c.nonce,
+                        sign_in_attempts.c.code_verifier,
+                        sign_in_attempts.c.created_at,
+                    )
+                )
+            ).first()
+        if row is None or row.created_at <= now - self.lifetime:
+            return None
+        if not binding or not hmac.compare_digest(row.binding_hash, hash_id(binding)):
+            return None
+        return Attempt(nonce=row.nonce, verifier=row.code_verifier)
 
 
 def same(expected: str, offered: str | None) -> bool:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.common.csv_cells import safe_row
 from services.common.durations import format_duration
 
 NO_AREA = ""  # an obligation without an area (shown as "(none)")
@@ -237,7 +238,7 @@ def to_csv(report: Report) -> str:
             "area": row["area"] or "",
             "closed_by_hand_by_reason": reasons,
         }
-        writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+        writer.writerow(safe_row(["" if values[c] is None else values[c] for c in CSV_COLUMNS]))
     return out.getvalue()
 
 

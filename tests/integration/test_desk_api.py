@@ -244,7 +244,7 @@ def test_filters_and_areas_narrow_the_list(env: Env) -> None:
     assert all_pages(env, "/v1/alerts?status=acknowledged") == ["al-api-n2"]
     assert all_pages(env, "/v1/alerts?severity=critical") == ["al-api-n1"]
     south = all_pages(env, "/v1/alerts?limit=500", TOKENS.secret("duty-south"))
-    assert south == ["al-api-x1", "al-api-s1"]  # its area, and the one without an area
+    assert south == ["al-api-s1"]  # its area only: one without an area is for all-area callers
     assert all_pages(env, "/v1/alerts?area=south&status=open") == ["al-api-s1"]
 
 
@@ -273,8 +273,10 @@ def test_who_may_read_what(env: Env) -> None:
     assert env.get("/v1/alerts", None).headers["WWW-Authenticate"] == 'Bearer realm="safeguard"'
     assert env.get("/v1/alerts", "not-a-token").status_code == 401
     assert env.get("/v1/alerts", TOKENS.secret("sender")).status_code == 403
-    assert env.get("/v1/alerts/al-api-s1", TOKENS.secret("duty-north")).status_code == 403
-    assert env.get("/v1/alerts/al-api-x1", TOKENS.secret("duty-north")).status_code == 200
+    assert env.get("/v1/alerts/al-api-s1", TOKENS.secret("duty-north")).status_code == 404
+    # No area: for callers of every area only (fail closed).
+    assert env.get("/v1/alerts/al-api-x1", TOKENS.secret("duty-north")).status_code == 404
+    assert env.get("/v1/alerts/al-api-x1").status_code == 200
     assert env.get("/v1/alerts/al-nope").status_code == 404
     assert env.get("/v1/alerts/not%20an%20id").status_code == 404
     detail = env.get("/v1/alerts/al-api-r1").json()
@@ -305,7 +307,7 @@ def test_acknowledging_publishes_a_command_once_the_checks_pass(env: Env) -> Non
     assert conflict.json()["current"] == "acknowledged"
     assert env.post("/v1/alerts/al-api-r1/resolve", {}, north).status_code == 409
     assert env.post("/v1/alerts/al-api-n1/ack", {"reason": "duplicate"}, north).status_code == 422
-    assert env.post("/v1/alerts/al-api-s1/ack", {}, north).status_code == 403
+    assert env.post("/v1/alerts/al-api-s1/ack", {}, north).status_code == 404
     assert env.post("/v1/alerts/al-api-n1/ack", {}, TOKENS.secret("reader")).status_code == 403
     assert env.post("/v1/alerts/al-nope/ack", {}, north).status_code == 404
     assert env.post("/v1/alerts/al-api-n1/ack", {"by": "x\u0000"}, north).status_code == 422

@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 
 from services.common.auth import (
+    MINTED,
     Authenticator,
     Principal,
     Role,
     TokenConfigError,
     TokenEntry,
     hash_token,
+    minted_entry,
+    new_token,
 )
 from services.common.environment import is_development
 
@@ -81,13 +84,17 @@ def test_token_files_hold_hashes_and_bad_files_are_named(tmp_path: Path) -> None
 # --- scopes: event types and areas ---------------------------------------------------------
 
 
+MINTED_TOKEN = new_token()
+
+
 def scoped(**scopes: object) -> Authenticator:
     entry = TokenEntry.model_validate(
         {
             "name": "scoped",
-            "sha256": hash_token("s"),
+            "sha256": hash_token(MINTED_TOKEN),
             "sources": ["urn:a"],
             "roles": ["send", "read", "acknowledge"],
+            "minted": MINTED,
             **scopes,
         }
     )
@@ -95,7 +102,7 @@ def scoped(**scopes: object) -> Authenticator:
 
 
 def caller(**scopes: object) -> Principal:
-    principal = scoped(**scopes).authenticate("Bearer s")
+    principal = scoped(**scopes).authenticate(f"Bearer {MINTED_TOKEN}")
     assert principal is not None
     return principal
 
@@ -109,13 +116,15 @@ def test_types_limit_what_a_token_may_send_and_absent_means_all() -> None:
     assert not reader.may_send_type("child.found")  # no send role at all
 
 
-def test_areas_limit_what_a_token_sees_and_alerts_without_area_are_everyones() -> None:
+def test_areas_limit_what_a_token_sees_and_fail_closed_without_an_area() -> None:
     north = caller(areas=["north"])
     assert north.may_see_area("north")
     assert not north.may_see_area("south")
-    assert north.may_see_area(None)
+    assert not north.may_see_area(None)  # no area: callers for every area only
     everywhere = caller()
     assert everywhere.may_see_area("south")
+    assert everywhere.may_see_area(None)
+    assert not caller(areas=[]).may_see_area("north")
     assert north.may(Role.ACKNOWLEDGE, "north")
     assert not north.may(Role.ACKNOWLEDGE, "south")
     assert not north.may(Role.RESOLVE, "north")  # the role is still needed
@@ -148,6 +157,8 @@ def test_outside_development_the_dev_token_and_star_sources_are_refused_by_name(
     assert "'development' is the published development token" in message
     assert "may send for any source ('*')" in message
     assert "SAFEGUARD_ENV=development" in message
+    for name in ("duty-north", "duty-south", "police-control-room", "childrens-services"):
+        assert f"token {name!r} was not made by `safeguard token new`" in message
     star = TokenEntry(name="any", sha256=hash_token("x"), sources=("*",))
     with pytest.raises(TokenConfigError, match="'any' may send for any source"):
         Authenticator([star], development=False)
@@ -165,3 +176,34 @@ def test_development_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SAFEGUARD_ENV", "Development")
     assert is_development()
     Authenticator.from_file(DEV_FILE)
+
+
+# --- token strength -------------------------------------------------------------------------
+
+
+def test_new_tokens_hold_256_random_bits_in_one_form() -> None:
+    tokens = {new_token() for _ in range(200)}
+    assert len(tokens) == 200
+    for token in tokens:
+        assert token.startswith("sgt_")
+        assert len(token) == 47  # 43 base64url characters: 258 bits of room, 256 drawn
+        assert set(token[4:]) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        )
+
+
+def test_outside_development_only_minted_entries_and_tokens_of_their_form_pass() -> None:
+    token = new_token()
+    entry = minted_entry("system", token, roles=frozenset({Role.READ}))
+    auth = Authenticator([entry], development=False)
+    assert auth.authenticate(f"Bearer {token}") is not None
+    # A hand-made entry for a weak token is refused at start-up, naming it.
+    weak = TokenEntry(name="weak", sha256=hash_token("hunter2"), roles=frozenset({Role.READ}))
+    with pytest.raises(TokenConfigError, match="'weak' was not made by `safeguard token new`"):
+        Authenticator([weak], development=False)
+    # A copied marker on a weak token's hash: the weak token still matches nothing.
+    copied = weak.model_copy(update={"minted": MINTED})
+    assert Authenticator([copied], development=False).authenticate("Bearer hunter2") is None
+    assert Authenticator([copied], development=True).authenticate("Bearer hunter2") is not None
+    with pytest.raises(TokenConfigError, match="new_token"):
+        minted_entry("weak", "hunter2", roles=frozenset({Role.READ}))
