@@ -82,7 +82,15 @@ class Decoded:
     value: bytes | None = None
 
 
-Prepared = dict[TopicPartition, list[Decoded]]
+@dataclass(frozen=True)
+class Fetched:
+    """A partition's decoded records, and how many times it had been sought when fetched."""
+
+    seeks: int
+    items: list[Decoded]
+
+
+Prepared = dict[TopicPartition, Fetched]
 
 
 class Projector:
@@ -116,6 +124,9 @@ class Projector:
         # truth about what is written: a batch keeps only the records at or past it, for
         # the partitions still assigned, whatever the consumer handed out around a seek.
         self.lock = asyncio.Lock()
+        # Seeks per partition: records fetched before a partition's latest seek are never
+        # written, as the records between the sought offset and theirs may be in none.
+        self.seeks: dict[TopicPartition, int] = {}
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -187,7 +198,9 @@ class Projector:
     def _decode(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
         """Decode a batch's records (the CPU-bound part, done while the last one is written)."""
         return {
-            tp: [self._decoded(self.kinds[tp.topic], r) for r in records]
+            tp: Fetched(
+                self.seeks.get(tp, 0), [self._decoded(self.kinds[tp.topic], r) for r in records]
+            )
             for tp, records in batches.items()
         }
 
@@ -203,21 +216,22 @@ class Projector:
     ) -> tuple[Batch, dict[Partition, int], dict[TopicPartition, list[Decoded]]]:
         """Return what to write now: rows, next offsets, and the records they come from.
 
-        Only partitions still assigned, and only records at or past the position (what
-        the database holds): a record fetched before a seek, or fetched again after one,
-        is not written twice. A batch is always contiguous with the position: the seek
-        (under the same lock) moves the consumer to the position, and a batch decoded
-        before it starts where the last write ended.
+        Only partitions still assigned, only records fetched since the partition's last
+        seek, and only those at or past the position (what the database holds). A batch is
+        then contiguous with the position: the seek (under the same lock) moves the
+        consumer and the position together, and every later batch starts where the one
+        before it ended. A batch dropped here (its partition revoked, or sought since) is
+        fetched again from the sought offset, so nothing between is skipped.
         """
         owned = consumer.assignment()
         batch = Batch()
         offsets: dict[Partition, int] = {}
         taken: dict[TopicPartition, list[Decoded]] = {}
-        for tp, items in prepared.items():
+        for tp, fetched in prepared.items():
             start = self.positions.get(tp)
-            if tp not in owned or start is None:
+            if tp not in owned or start is None or fetched.seeks != self.seeks.get(tp, 0):
                 continue
-            kept = [item for item in items if item.offset >= start]
+            kept = [item for item in fetched.items if item.offset >= start]
             if not kept:
                 continue
             for item in kept:
@@ -366,6 +380,7 @@ class Projector:
         for tp, offset in targets.items():
             consumer.seek(tp, offset)
             self.positions[tp] = offset
+            self.seeks[tp] = self.seeks.get(tp, 0) + 1
         log.info("projector_assigned", partitions=len(partitions))
 
 

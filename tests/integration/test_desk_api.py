@@ -11,6 +11,7 @@ The desk's clock is fixed at NOW (the known set's "now"); time moves for nothing
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,7 +140,8 @@ def known_records() -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]
             "area": state.area,
         }
         outcomes.append(outcome_record(oid, "opened", at=triggered, **common))
-        if state.breached:
+        # Risk publishes a breach when the due time passes without a fulfilment.
+        if (state.due or 0) <= NOW.timestamp() and (state.fulfilled or math.inf) > (state.due or 0):
             outcomes.append(outcome_record(oid, "breached", at=due, **common))
         if state.fulfilled is not None:
             fulfilled = datetime.fromtimestamp(state.fulfilled, UTC)
