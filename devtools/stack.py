@@ -140,6 +140,8 @@ class DevStack:
                 raise StackStartError("desk pods need a database_url")
             env[f"{p}DATABASE_URL"] = self.database_url
             env[f"{p}PROJECTOR__GROUP_ID"] = f"safeguard-desk{self.app_suffix}"
+            # Notify's policy: the console's time zone, guidance and who is on duty.
+            env[f"{p}POLICY_FILE"] = str(self.policy_file)
             env.update(self.extra_env)
             return env
         if spec.name != "ingest":

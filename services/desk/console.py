@@ -167,7 +167,7 @@ def next_target(request: web.Request) -> str | None:
     """Return the console page asked for, as the sign-in will return to it, if it is one."""
     if request.method != "GET" or not _NEXT_PATH.match(request.path):
         return None
-    query = request.query_string
+    query = request.rel_url.raw_query_string  # as sent: decoding could change its meaning
     if not _NEXT_QUERY.match(query):
         return request.path
     return request.path + (f"?{query}" if query else "")
@@ -195,11 +195,10 @@ def to_sign_in(request: web.Request) -> web.Response:
     carry the session cookie (SameSite=Strict): the page first reloads itself from this
     site, which does, so a person signed in already is not asked again.
     """
-    if request.headers.get("Sec-Fetch-Site") == "cross-site" and request.method == "GET":
-        html = render("reload.html", target=request.path_qs)
-        return page(html)
-    response = redirect("/console/sign-in")
     target = next_target(request)
+    if target is not None and request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return page(render("reload.html", target=target))
+    response = redirect("/console/sign-in")
     if target is not None:
         value = base64.urlsafe_b64encode(target.encode("ascii")).decode().rstrip("=")
         set_cookie(response, NEXT_COOKIE, value)

@@ -212,6 +212,7 @@ def test_the_dev_stack_adds_desk_pods_on_one_database(tmp_path: Path) -> None:
     assert env["DESK_PROJECTOR__GROUP_ID"] == "safeguard-desk-x"
     assert env["DESK_KAFKA__TOPICS__ALERT_VIEWS"] == "t.safeguarding.alert-views.v1"
     assert env["DESK_PORT"] == "18085"
+    assert env["DESK_POLICY_FILE"] == str(stack.policy_file)
     assert not any(k.startswith("DESK_STREAM") for k in env)
     # Notify's links open the desk's console when there is one.
     notify = next(s for s in stack.specs if s.name == "notify")
