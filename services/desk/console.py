@@ -701,6 +701,9 @@ async def acknowledge_group(request: web.Request) -> web.Response:
     if not session.principal.has(Role.ACKNOWLEDGE):
         raise Forbidden("Your token may not acknowledge alerts.")
     asked = _group_form(session, data)
+    # The queue to return to, checked before anything is done.
+    kept = {k: data.get(f"q_{k}") for k in ("area", "rule", "severity", "status", "group")}
+    query = QueueQuery.parse({k: v for k, v in kept.items() if isinstance(v, str)})
     before = await _group_statuses(desk, session, asked)
     acked = skipped = 0
     for alert_id in asked.ids:
@@ -712,8 +715,6 @@ async def acknowledge_group(request: web.Request) -> web.Response:
         else:
             acked += 1
     await _settled(desk, before)
-    kept = {k: data.get(f"q_{k}") for k in ("area", "rule", "severity", "status", "group")}
-    query = QueueQuery.parse({k: v for k, v in kept.items() if isinstance(v, str)})
     return redirect(query.link(acked=str(acked), skipped=str(skipped) if skipped else None))
 
 

@@ -244,6 +244,7 @@ def test_a_group_acknowledgement_is_refused_whole_when_any_part_is_wrong(night: 
         "too many": ({**form, "alert_id": [f"al-{n}" for n in range(101)]}, 422),
         "none": ({**form, "alert_id": []}, 422),
         "a bad note": ({**form, "note": ["\x00"]}, 422),
+        "a bad queue to return to": ({**form, "q_severity": ["lowest"]}, 422),
     }
     for why, (data, status) in refusals.items():
         answer = north.post(post, data=data)  # type: ignore[arg-type]
