@@ -152,6 +152,8 @@ class DevStack:
         return {
             f"{p}DATABASE_URL": self.database_url,
             f"{p}PROJECTOR__GROUP_ID": f"safeguard-desk{self.app_suffix}",
+            # Notify's policy: the console's time zone, guidance and who is on duty.
+            f"{p}POLICY_FILE": str(self.policy_file),
         }
 
     def _stream_environment(self, spec: ServiceSpec) -> dict[str, str]:

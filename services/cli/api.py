@@ -6,6 +6,7 @@ The token is sent as a bearer token and never printed; errors carry the API's ow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -21,6 +22,14 @@ class ApiError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Alerts as listed, and the desk's time of the first page (countdowns count from it)."""
+
+    alerts: list[dict[str, Any]]
+    as_of: str | None
 
 
 class AlertApi:
@@ -42,33 +51,47 @@ class AlertApi:
         self._client.close()
 
     def list(self, filters: dict[str, str | None], limit: int) -> list[dict[str, Any]]:
-        """Return up to `limit` alerts, newest first.
+        """Return up to `limit` alerts, newest first (or as `filters["order"]` says)."""
+        return self.listing(filters, limit).alerts
 
-        `filters` are the API's (`status`, `rule`, `severity`, `area`); pages are followed
-        by their cursor until `limit` alerts or the last page.
+    def listing(self, filters: dict[str, str | None], limit: int) -> Listing:
+        """Return up to `limit` alerts and the desk's time of the answer.
+
+        `filters` are the API's (`order`, `status`, `rule`, `severity`, `area`,
+        `subject_kind`, `subject_id`, `trigger_id`); pages are followed by their cursor
+        until `limit` alerts or the last page.
         """
         params = {k: v for k, v in filters.items() if v is not None}
         alerts: list[dict[str, Any]] = []
         cursor: str | None = None
+        as_of: str | None = None
         while len(alerts) < limit:
             page_size = min(self.page, limit - len(alerts))
             query = {**params, "limit": str(page_size)} | ({"cursor": cursor} if cursor else {})
             body = self._call("GET", "/v1/alerts", params=query)
+            as_of = as_of or body.get("as_of")
             alerts.extend(body["alerts"])
             cursor = body.get("next_cursor")
             if not cursor or not body["alerts"]:
                 break
-        return alerts[:limit]
+        return Listing(alerts[:limit], as_of)
 
     def get(self, alert_id: str) -> dict[str, Any]:
         """Return one alert with its timeline."""
         return self._call("GET", f"/v1/alerts/{_segment(alert_id)}")
 
     def act(
-        self, alert_id: str, action: str, *, by: str | None = None, note: str | None = None
+        self,
+        alert_id: str,
+        action: str,
+        *,
+        by: str | None = None,
+        note: str | None = None,
+        reason: str | None = None,
     ) -> dict[str, Any]:
-        """Acknowledge (`ack`) or resolve (`resolve`) an alert; the API answers 202."""
-        body = {k: v for k, v in (("by", by), ("note", note)) if v is not None}
+        """Acknowledge (`ack`) or resolve (`resolve`, with its reason); the API answers 202."""
+        given = (("by", by), ("note", note), ("reason", reason))
+        body = {k: v for k, v in given if v is not None}
         return self._call("POST", f"/v1/alerts/{_segment(alert_id)}/{action}", json=body)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN401 - passed to httpx

@@ -15,22 +15,26 @@ API said no (the message says why), 2 a usage error.
 
 # Typer reads the annotations at run time: no `from __future__ import annotations` here.
 
-import json
 import os
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
+from schemas.notifications import ResolutionReason
+from services.cli.alerts import QUEUE_HEADERS, Group, GroupError, moment, queue_rows, show_lines
 from services.cli.api import AlertApi, ApiError
 from services.cli.backtest import BadArrival, Result, backtest
 from services.cli.database import db_app
 from services.cli.deadletter_commands import deadletter_app
 from services.cli.desk import desk_app
 from services.cli.export import ExportError, export
-from services.cli.output import Output, OutputOption, cell, fail, print_json, print_table
+from services.cli.output import Output, OutputOption, fail, print_json, print_table
 from services.cli.policies import Checked, check_policy, parse_at, routes, rule_routes
 from services.cli.policy_diff import alert_changes, describe, notes
 from services.cli.report import report_app
@@ -65,6 +69,8 @@ app.add_typer(desk_app, name="desk")  # `desk rebuild`: services/cli/desk.py
 app.add_typer(token_app, name="token")  # `token new`: services/cli/tokens.py
 
 DEFAULT_URL = "http://127.0.0.1:8084"
+DEFAULT_TIMEZONE = "Europe/London"
+GROUP_LIMIT = 100  # a group acknowledged from the command line: at most this many alerts
 
 
 UrlOption = Annotated[str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the desk")]
@@ -215,45 +221,71 @@ def _api(url: str, token: str | None) -> AlertApi:
     return AlertApi(url, token)
 
 
+class Order(StrEnum):
+    """How `alerts ls` orders the alerts."""
+
+    URGENCY = "urgency"
+    RAISED = "raised"
+
+
+TimezoneOption = Annotated[
+    str,
+    typer.Option(
+        envvar="SAFEGUARD_TIMEZONE",
+        help="show local times in this zone (the policy's `timezone`)",
+    ),
+]
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--timezone: unknown time zone (an IANA name such as {DEFAULT_TIMEZONE})")
+
+
 @alerts_app.command("ls")
 def alerts_ls(  # noqa: PLR0913, PLR0917 - one parameter per option
     status: Annotated[
-        str | None, typer.Option(help="open, acknowledged or resolved (default: all)")
+        str | None,
+        typer.Option(help="open, acknowledged or resolved (default: open and acknowledged)"),
     ] = None,
     rule: Annotated[str | None, typer.Option(help="only this rule")] = None,
     severity: Annotated[str | None, typer.Option(help="only this severity")] = None,
     area: Annotated[str | None, typer.Option(help="only this area")] = None,
+    order: Annotated[
+        Order | None,
+        typer.Option(help="urgency (the work queue's order) or raised (newest first)"),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many alerts")] = 100,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """List alerts, newest first: every alert, whichever desk pod answers."""
-    filters = {"status": status, "rule": rule, "severity": severity, "area": area}
+    """List alerts in the work queue's urgency order, with how late and what comes next.
+
+    Most severe first; then open alerts whose ladder still climbs (the next escalation
+    soonest), open alerts at the top of their ladder (longest overdue), acknowledged
+    ones. Resolved alerts (`--status resolved`) are listed newest first.
+    """
+    chosen = order or (Order.RAISED if status == "resolved" else Order.URGENCY)
+    filters = {
+        "order": chosen.value,
+        "status": status,
+        "rule": rule,
+        "severity": severity,
+        "area": area,
+    }
     try:
         with _api(url, token) as api:
-            alerts = api.list(filters, limit)
+            listing = api.listing(filters, limit)
     except ApiError as exc:
         fail(str(exc))
     if output is Output.JSON:
-        print_json({"alerts": alerts})
+        print_json({"alerts": listing.alerts, "as_of": listing.as_of})
         return
-    print_table(
-        ["ALERT", "RULE", "SEVERITY", "STATUS", "LEVEL", "RAISED", "SUBJECT", "AREA"],
-        [
-            [
-                a["alert_id"],
-                a["rule"],
-                a["severity"],
-                a["status"],
-                a["level"],
-                a["raised_at"],
-                f"{a['subject_kind']}:{a['subject_id']}",
-                a.get("area"),
-            ]
-            for a in alerts
-        ],
-    )
+    now = moment(listing.as_of) or datetime.now(UTC)
+    print_table(QUEUE_HEADERS, queue_rows(listing.alerts, now))
 
 
 @alerts_app.command("show")
@@ -261,9 +293,11 @@ def alerts_show(
     alert_id: Annotated[str, typer.Argument(help="the alert's id")],
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
+    timezone: TimezoneOption = DEFAULT_TIMEZONE,
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """Show one alert and its timeline."""
+    """Show one alert: how late, what happens next, its ladder and its timeline."""
+    zone = _zone(timezone)
     try:
         with _api(url, token) as api:
             record = api.get(alert_id)
@@ -272,44 +306,26 @@ def alerts_show(
     if output is Output.JSON:
         print_json(record)
         return
-    alert: dict[str, Any] = record.get("alert", {})
-    fields = {
-        "alert": alert.get("alert_id"),
-        "status": record.get("status"),
-        "level": record.get("level"),
-        "rule": alert.get("rule"),
-        "severity": alert.get("severity"),
-        "subject": f"{alert.get('subject_kind')}:{_subject(alert)}",
-        "area": alert.get("area"),
-        "raised": alert.get("raised_at"),
-        "due": alert.get("due_at"),
-        "summary": alert.get("summary"),
-    }
-    for name, value in fields.items():
-        typer.echo(f"{name + ':':<10}{cell(value)}")
-    timeline = record.get("timeline", [])
-    if timeline:
-        typer.echo("")
-        print_table(
-            ["AT", "KIND", "DETAIL"],
-            [[e.get("at"), e.get("kind"), _detail(e)] for e in timeline],
-        )
+    try:
+        lines = show_lines(record, datetime.now(UTC), zone)
+    except ValueError:
+        fail("the desk answered with an alert this command cannot read: try --output json")
+    for line in lines:
+        typer.echo(line)
 
 
-def _subject(alert: dict[str, Any]) -> object:
-    kind = alert.get("subject_kind")
-    return alert.get(f"{kind}_id") or alert.get("subject_id")
-
-
-def _detail(entry: dict[str, Any]) -> str:
-    rest = {k: v for k, v in entry.items() if k not in {"at", "kind"}}
-    return json.dumps(rest, separators=(",", ":"), default=str) if rest else ""
-
-
-def _act(api: AlertApi, action: str, alert_id: str, *, by: str | None, note: str | None) -> None:
+def _act(  # noqa: PLR0913 - the alert, what to do, and the body's fields
+    api: AlertApi,
+    action: str,
+    alert_id: str,
+    *,
+    by: str | None,
+    note: str | None,
+    reason: str | None = None,
+) -> None:
     try:
         with api:
-            answer = api.act(alert_id, action, by=by, note=note)
+            answer = api.act(alert_id, action, by=by, note=note, reason=reason)
     except ApiError as exc:
         fail(str(exc))
     typer.echo(f"{alert_id}: {answer.get('status', 'accepted')} (event {answer.get('event_id')})")
@@ -320,27 +336,73 @@ NoteOption = Annotated[str | None, typer.Option(help="a note for the timeline")]
 
 
 @alerts_app.command("ack")
-def alerts_ack(
-    alert_id: Annotated[str, typer.Argument(help="the alert's id")],
+def alerts_ack(  # noqa: PLR0913, PLR0917 - one parameter per option
+    alert_id: Annotated[str | None, typer.Argument(help="the alert's id")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="every open alert of child:<child id>, or of incident:<event id> (the event "
+            "that raised them), with one note for all"
+        ),
+    ] = None,
     by: ByOption = None,
     note: NoteOption = None,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
-    """Acknowledge an open alert: escalation stops at its current level."""
-    _act(_api(url, token), "ack", alert_id, by=by, note=note)
+    """Acknowledge an open alert, or a group's: escalation stops at the current level.
+
+    With --group each open alert is acknowledged on its own (one command, one audit
+    record each); one someone else acknowledged meanwhile is reported and skipped.
+    """
+    if (alert_id is None) == (group is None):
+        raise typer.BadParameter("give an alert id or --group, not both", param_hint="ALERT_ID")
+    if alert_id is not None:
+        _act(_api(url, token), "ack", alert_id, by=by, note=note)
+        return
+    try:
+        named = Group.parse(group or "")
+    except GroupError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--group: "), param_hint="--group") from None
+    failed = done = 0
+    try:
+        with _api(url, token) as api:
+            found = api.list(named.filters(), GROUP_LIMIT)
+            if not found:
+                fail(f"no open alert of {named}")
+            for alert in found:
+                try:
+                    answer = api.act(alert["alert_id"], "ack", by=by, note=note)
+                except ApiError as exc:
+                    typer.echo(f"{alert['alert_id']}: {exc}")
+                    failed += exc.status != HTTPStatus.CONFLICT
+                else:
+                    done += 1
+                    typer.echo(f"{alert['alert_id']}: {answer.get('status', 'accepted')}")
+    except ApiError as exc:
+        fail(str(exc))
+    typer.echo(f"{named}: {done} of {len(found)} acknowledged")
+    if failed:
+        raise typer.Exit(1)
 
 
 @alerts_app.command("resolve")
-def alerts_resolve(
+def alerts_resolve(  # noqa: PLR0913, PLR0917 - one parameter per option
     alert_id: Annotated[str, typer.Argument(help="the alert's id")],
+    reason: Annotated[
+        ResolutionReason,
+        typer.Option(
+            help="why it is closed without a fulfilment: fulfilled_elsewhere (recorded in "
+            "another system), decided_not_to_act, duplicate or other (say why in --note)"
+        ),
+    ],
     by: ByOption = None,
     note: NoteOption = None,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
-    """Resolve an open or acknowledged alert by hand."""
-    _act(_api(url, token), "resolve", alert_id, by=by, note=note)
+    """Resolve an open or acknowledged alert by hand; reports count it by its reason."""
+    _act(_api(url, token), "resolve", alert_id, by=by, note=note, reason=reason.value)
 
 
 # --- backtest and export --------------------------------------------------------------

@@ -11,6 +11,7 @@ the token's areas. The shapes are those of notify's and risk's APIs they replace
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +31,8 @@ from services.desk.timeliness import to_csv
 from services.desk.web import json_response, out_of_scope, principal_of
 
 DEFAULT_PAGE = 100
+# A CloudEvents id as the contract allows it (schemas.envelope `CloudEventId`).
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 
 
 def add_routes(app: web.Application) -> None:
@@ -54,26 +57,66 @@ def _identifier(value: str | None, name: str) -> str | None:
     return value
 
 
-def alert_filter(query: Any, principal: Principal) -> queries.AlertFilter:  # noqa: ANN401 - a MultiDict
-    """Return the list's filter from the query string (422 for a bad one)."""
-    status = query.get("status")
-    if status is not None and status not in queries.STATUSES:
+ORDERS = ("raised", "urgency")
+SUBJECT_KINDS = ("child", "offender", "enquiry")
+# The queue's statuses: urgency orders what still needs someone.
+QUEUE = frozenset({"open", "acknowledged"})
+
+
+def _choice(query: Any, name: str, allowed: tuple[str, ...]) -> str | None:  # noqa: ANN401 - a MultiDict
+    value = query.get(name)
+    if value is not None and value not in allowed:
         raise InvalidQuery(
-            f"status must be one of {sorted(queries.STATUSES)}",
-            errors=[{"loc": "status", "msg": "unknown status"}],
+            f"{name} must be one of {sorted(allowed)}",
+            errors=[{"loc": name, "msg": f"unknown {name.replace('_', ' ')}"}],
         )
-    severity = query.get("severity")
-    if severity is not None and severity not in queries.SEVERITIES:
+    return value  # type: ignore[no-any-return]
+
+
+# The list's query parameters that narrow it, recorded with the ids it returned.
+LIST_FILTERS = (
+    "status",
+    "rule",
+    "severity",
+    "area",
+    "order",
+    "subject_kind",
+    "subject_id",
+    "trigger_id",
+)
+
+
+def alert_filter(query: Any, principal: Principal) -> queries.AlertFilter:  # noqa: ANN401 - a MultiDict
+    """Return the list's filter from the query string (422 for a bad one).
+
+    Ordered by urgency (`order=urgency`) the list is the work queue: open and
+    acknowledged alerts only, unless `status` names one of them.
+    """
+    status = _choice(query, "status", queries.STATUSES)
+    severity = _choice(query, "severity", queries.SEVERITIES)
+    order = _choice(query, "order", ORDERS) or "raised"
+    if order == "urgency" and status == "resolved":
         raise InvalidQuery(
-            f"severity must be one of {sorted(queries.SEVERITIES)}",
-            errors=[{"loc": "severity", "msg": "unknown severity"}],
+            "resolved alerts have no urgency: list them with order=raised",
+            errors=[{"loc": "order", "msg": "not with status=resolved"}],
+        )
+    statuses = frozenset({status}) if status else (QUEUE if order == "urgency" else None)
+    subject_id = _identifier(query.get("subject_id"), "subject_id")
+    trigger_id = query.get("trigger_id") or None
+    if trigger_id is not None and not _EVENT_ID.match(trigger_id):
+        raise InvalidQuery(
+            "trigger_id must be an event id",
+            errors=[{"loc": "trigger_id", "msg": "not an event id"}],
         )
     return queries.AlertFilter.for_principal(
         principal,
-        statuses=frozenset({status}) if status else None,
+        statuses=statuses,
         rule=_identifier(query.get("rule"), "rule"),
         severity=severity,
         area=_identifier(query.get("area"), "area"),
+        subject_kind=_choice(query, "subject_kind", SUBJECT_KINDS),
+        subject_id=subject_id,
+        trigger_id=trigger_id,
     )
 
 
@@ -89,23 +132,39 @@ def page_limit(query: Any) -> int:  # noqa: ANN401 - a MultiDict
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    """`GET /v1/alerts`: every alert the token may see, newest raise first, by pages."""
+    """`GET /v1/alerts`: every alert the token may see, newest raise first or by urgency.
+
+    A list narrowed to one child is a consultation of that child: recorded as
+    `child.viewed` as well as `alerts.listed`, so the audit search by child finds it.
+    """
     desk = request.app[DESK_KEY]
     principal = principal_of(request, desk.auth, Role.READ)
     matches = alert_filter(request.query, principal)
     limit = page_limit(request.query)
     cursor = request.query.get("cursor")
-    after = queries.list_cursor(cursor) if cursor else None
+    urgent = request.query.get("order") == "urgency"
     async with desk.database.read() as connection:
-        found, next_cursor = await queries.alert_page(connection, matches, limit, after)
-    filters = {k: request.query.get(k) for k in ("status", "rule", "severity", "area")}
+        if urgent:
+            after_key = queries.queue_cursor(cursor) if cursor else None
+            found, next_cursor = await queries.queue_page(connection, matches, limit, after_key)
+        else:
+            after = queries.list_cursor(cursor) if cursor else None
+            found, next_cursor = await queries.alert_page(connection, matches, limit, after)
+    filters = {k: request.query.get(k) for k in LIST_FILTERS}
     shown = listing(
         {**filters, "limit": str(limit), "page": "next" if cursor else None},
         [s.alert_id for s in found],
     )
     await desk.auditor.record_list(principal, shown)
+    if matches.subject_id is not None and matches.subject_kind in {None, "child"}:
+        await desk.auditor.record(AuditAction.CHILD_VIEWED, principal, child_id=matches.subject_id)
     return json_response(
-        {"alerts": [s.public() for s in found], "next_cursor": next_cursor, "complete": True}
+        {
+            "alerts": [s.public() for s in found],
+            "next_cursor": next_cursor,
+            "complete": True,
+            "as_of": desk.clock.now().isoformat(),
+        }
     )
 
 

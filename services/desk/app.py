@@ -27,6 +27,7 @@ from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
 from services.desk.identity import OidcIdentity
 from services.desk.metrics import DeskMetrics
+from services.desk.policy import DeskPolicy
 from services.desk.projector import Projector
 from services.desk.records import Kind, topic_kinds
 from services.desk.sessions import AttemptStore, Lifetimes, SessionStore, TokenIdentity
@@ -66,6 +67,7 @@ class Desk:
     metrics: DeskMetrics
     registry: CollectorRegistry
     kinds: dict[str, Kind]
+    policy: DeskPolicy
     projector: Projector | None = None
 
     async def caught_up_at(self) -> datetime | None:
@@ -138,6 +140,7 @@ def build(
         metrics=metrics,
         registry=registry,
         kinds=kinds,
+        policy=DeskPolicy.load(settings.policy_file),
         projector=Projector(
             settings,
             Database(settings.database_url.get_secret_value(), settings.db, pooled=False),

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field, TypeAdapter
 
-from schemas.views import AlertView
+from schemas.views import AlertView, NextStep
 from services.desk.actions import Accepted, ActionRequest
 
 COMMITTED = Path(__file__).parent / "openapi.json"
@@ -51,14 +51,18 @@ class AlertSummary(BaseModel):
     subject_kind: str
     subject_id: str
     area: str | None
+    next_step: NextStep | None = Field(
+        description="what the ladder does next if nobody acts, and whom it reaches (UTC)"
+    )
 
 
 class AlertList(BaseModel):
-    """A page of alerts, newest raise first; `complete` is always true (from SQL)."""
+    """A page of alerts (newest raise first, or by urgency); `complete` is always true."""
 
     alerts: list[AlertSummary]
     next_cursor: str | None
     complete: bool
+    as_of: str = Field(description="the desk's time of the answer (UTC): countdowns count from it")
 
 
 class ChronologyItem(BaseModel):
@@ -239,7 +243,15 @@ def document() -> dict[str, Any]:
         "description": "the timeliness report's figures (docs/contract.md section 6)",
     }
     alert_filters = [
-        _query("status", "open, acknowledged or resolved"),
+        _query(
+            "order",
+            "raised (newest raise first, the default) or urgency (the work queue's order: "
+            "open and acknowledged alerts, most severe, then most urgent)",
+        ),
+        _query("status", "open, acknowledged or resolved (not resolved with order=urgency)"),
+        _query("subject_kind", "child, offender or enquiry"),
+        _query("subject_id", "the alerts about this subject (a child: audited as child.viewed)"),
+        _query("trigger_id", "the alerts one event raised (its CloudEvents id): an incident"),
         _query("rule", "a rule id"),
         _query("severity", "medium, high or critical"),
         _query("area", "an area code"),
@@ -284,7 +296,7 @@ def document() -> dict[str, Any]:
         "paths": {
             "/v1/alerts": _get(
                 "listAlerts",
-                "Alerts, newest raise first",
+                "Alerts, newest raise first or in urgency order",
                 _json("a page", "AlertList"),
                 alert_filters,
                 **_INVALID,

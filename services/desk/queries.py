@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, literal, literal_column, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.auth import Principal
@@ -39,6 +39,10 @@ class AlertFilter:
     severity: str | None = None
     area: str | None = None
     areas: frozenset[str] | None = None  # the caller's scope; None: every area
+    subject_kind: str | None = None
+    subject_id: str | None = None
+    trigger_source: str | None = None
+    trigger_id: str | None = None
 
     @classmethod
     def for_principal(cls, principal: Principal, **narrowed: Any) -> AlertFilter:  # noqa: ANN401
@@ -63,6 +67,14 @@ class AlertFilter:
         if self.areas is not None:
             # Fail closed: an alert without an area is seen by callers for every area only.
             conditions.append(alerts.c.area.in_(sorted(self.areas)))
+        if self.subject_kind is not None:
+            conditions.append(alerts.c.subject_kind == self.subject_kind)
+        if self.subject_id is not None:
+            conditions.append(alerts.c.subject_id == self.subject_id)
+        if self.trigger_source is not None:
+            conditions.append(alerts.c.trigger_source == self.trigger_source)
+        if self.trigger_id is not None:
+            conditions.append(alerts.c.trigger_id == self.trigger_id)
         return conditions
 
 
@@ -85,9 +97,16 @@ class Summary:
     area: str | None
     reopened: bool
     acknowledged_by: str | None
+    resolved_at: datetime | None
+    urgency_tier: int
+    urgency_at: datetime
+    trigger_source: str
+    trigger_id: str
+    next_step: dict[str, Any] | None
+    """The view's `next_step` as JSON (UTC times): what the ladder does next, and whom."""
 
     def public(self) -> dict[str, Any]:
-        """Return the JSON the API shows (as notify's alert list did)."""
+        """Return the JSON the API shows (notify's alert list, with the next step)."""
         return {
             "alert_id": self.alert_id,
             "rule": self.rule,
@@ -100,10 +119,14 @@ class Summary:
             "subject_kind": self.subject_kind,
             "subject_id": self.subject_id,
             "area": self.area,
+            "next_step": self.next_step,
         }
 
 
-_SUMMARY_COLUMNS = [alerts.c[f] for f in Summary.__dataclass_fields__]
+_SUMMARY_COLUMNS = [
+    *(alerts.c[f] for f in Summary.__dataclass_fields__ if f != "next_step"),
+    alerts.c.view["next_step"].label("next_step"),
+]
 
 
 def _summary(row: Any) -> Summary:  # noqa: ANN401 - a Row
@@ -138,11 +161,15 @@ def list_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidQuery("the cursor is not one this service issued") from None
 
 
-def queue_cursor(cursor: str) -> tuple[int, datetime, str]:
-    """Return the (severity rank, overdue since, alert_id) a queue cursor continues after."""
-    rank, since, alert_id = decode_cursor(cursor, 3)
+QueueKey = tuple[int, int, datetime, str]
+"""Where the queue continues: (severity rank, urgency tier, urgency time, alert id)."""
+
+
+def queue_cursor(cursor: str) -> QueueKey:
+    """Return the queue's sort key a cursor continues after."""
+    rank, tier, at, alert_id = decode_cursor(cursor, 4)
     try:
-        return int(rank), datetime.fromisoformat(str(since)), str(alert_id)
+        return int(rank), int(tier), datetime.fromisoformat(str(at)), str(alert_id)
     except (ValueError, TypeError):
         raise InvalidQuery("the cursor is not one this service issued") from None
 
@@ -183,33 +210,39 @@ async def queue_page(
     connection: AsyncConnection,
     matches: AlertFilter,
     limit: int,
-    after: tuple[int, datetime, str] | None = None,
+    after: QueueKey | None = None,
 ) -> tuple[list[Summary], str | None]:
-    """Return the work queue's page: most severe, then most overdue, then by id."""
+    """Return the work queue's page in urgency order (services.desk.urgency), by id last."""
     conditions = matches.where()
     if after is not None:
-        rank, since, alert_id = after
-        # Descending rank, then ascending time and id.
+        rank, tier, at, alert_id = after
+        # Descending rank, then ascending tier, time and id.
         conditions.append(
             or_(
                 alerts.c.severity_rank < rank,
                 and_(
                     alerts.c.severity_rank == rank,
-                    tuple_(alerts.c.overdue_since, alerts.c.alert_id) > tuple_(since, alert_id),
+                    tuple_(alerts.c.urgency_tier, alerts.c.urgency_at, alerts.c.alert_id)
+                    > tuple_(literal(tier), literal(at), literal(alert_id)),
                 ),
             )
         )
     statement = (
         select(*_SUMMARY_COLUMNS)
         .where(*conditions)
-        .order_by(alerts.c.severity_rank.desc(), alerts.c.overdue_since, alerts.c.alert_id)
+        .order_by(
+            alerts.c.severity_rank.desc(),
+            alerts.c.urgency_tier,
+            alerts.c.urgency_at,
+            alerts.c.alert_id,
+        )
         .limit(limit + 1)
     )
     found = [_summary(r) for r in await connection.execute(statement)]
     if len(found) > limit:
         last = found[limit - 1]
         return found[:limit], encode_cursor(
-            [last.severity_rank, last.overdue_since.isoformat(), last.alert_id]
+            [last.severity_rank, last.urgency_tier, last.urgency_at.isoformat(), last.alert_id]
         )
     return found, None
 
@@ -269,6 +302,32 @@ async def alerts_about(
         .order_by(alerts.c.raised_at.desc(), alerts.c.alert_id)
     )
     return [AlertDetail(_summary(r), dict(r.view)) for r in await connection.execute(statement)]
+
+
+async def handover(
+    connection: AsyncConnection, matches: AlertFilter, start: datetime, end: datetime, limit: int
+) -> tuple[list[AlertDetail], bool]:
+    """Return what a shift from `start` to `end` handed over, and whether there was more.
+
+    Every alert raised before the end that changed since the start (raised, acknowledged,
+    re-opened, resolved: each writes its view) or is still open: the page sorts out
+    which happened within the window. Oldest raise first; at most `limit`.
+    """
+    statement = (
+        select(*_SUMMARY_COLUMNS, alerts.c.view)
+        .where(
+            *matches.where(),
+            alerts.c.raised_at < end,
+            or_(
+                alerts.c.updated_at >= start,
+                alerts.c.status.in_([literal_column("'open'"), literal_column("'acknowledged'")]),
+            ),
+        )
+        .order_by(alerts.c.raised_at, alerts.c.alert_id)
+        .limit(limit + 1)
+    )
+    found = [AlertDetail(_summary(r), dict(r.view)) for r in await connection.execute(statement)]
+    return found[:limit], len(found) > limit
 
 
 async def child(connection: AsyncConnection, child_id: str) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from schemas.outcomes import OutcomeEvent
 from schemas.views import AlertView, AlertViewEvent, ChildViewEvent
 from services.common.kafka import Topics
 from services.desk.merge import ObligationFacts, from_closure, from_outcome, merge
+from services.desk.urgency import urgency
 
 #: Severities in the order of the work queue (its index holds the rank).
 SEVERITY_RANK = {"medium": 0, "high": 1, "critical": 2}
@@ -103,6 +104,7 @@ def _model(model: type[BaseModel], value: bytes) -> BaseModel | Skipped:
 def alert_row(view: AlertView) -> AlertRow:
     """Return the `alerts` row of an alert's view."""
     alert = view.alert
+    urgent = urgency(view)
     return AlertRow(
         alert_id=alert.alert_id,
         revision=view.revision,
@@ -126,6 +128,10 @@ def alert_row(view: AlertView) -> AlertRow:
             "resolved_at": view.resolved_at,
             "updated_at": view.updated_at,
             "view": view.model_dump(mode="json", exclude_none=True),
+            "urgency_tier": int(urgent.tier),
+            "urgency_at": urgent.at,
+            "trigger_source": alert.trigger.source,
+            "trigger_id": alert.trigger.id,
         },
     )
 

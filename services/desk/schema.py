@@ -50,20 +50,32 @@ alerts = Table(
     Column("resolved_at", Stamp),
     Column("updated_at", Stamp, nullable=False),
     Column("view", JSONB, nullable=False),
+    # The work queue's order within a severity (services.desk.urgency): the tier, then
+    # the time it is ordered by. Pure functions of the view, stored so the queue pages
+    # by keyset on an index.
+    Column("urgency_tier", SmallInteger, nullable=False),
+    Column("urgency_at", Stamp, nullable=False),
+    # The event that raised the alert: the alerts one incident raised share it.
+    Column("trigger_source", Text, nullable=False),
+    Column("trigger_id", Text, nullable=False),
     # The list: newest raise first, ties by id (keyset paging).
     Index("ix_alerts_list", text("raised_at DESC"), "alert_id"),
-    # The work queue: open and acknowledged only, most severe, then most overdue.
+    # The work queue: open and acknowledged only, most severe, then most urgent.
     # Area, status and rule ride along so the caller's areas, a status, the counts per
     # severity and the filters' choices are answered from the index alone.
     Index(
-        "ix_alerts_queue",
+        "ix_alerts_urgency",
         text("severity_rank DESC"),
-        "overdue_since",
+        "urgency_tier",
+        "urgency_at",
         "alert_id",
         postgresql_where=text("status IN ('open', 'acknowledged')"),
         postgresql_include=["area", "status", "rule"],
     ),
     Index("ix_alerts_subject", "subject_kind", "subject_id"),
+    Index("ix_alerts_trigger", "trigger_id"),
+    # The handover: what changed since the start of a shift.
+    Index("ix_alerts_updated", "updated_at"),
 )
 
 #: The latest view of every child (risk's `child.view`, highest revision wins).

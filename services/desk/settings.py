@@ -164,6 +164,11 @@ class DeskSettings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     audit_topic: str = Field(default=AUDIT_TOPIC, description="topic of the audit trail")
+    policy_file: Path | None = Field(
+        default=None,
+        description="the policy file notify uses (its time zone, guidance and rota); unset: "
+        "times in Europe/London, no guidance, no on-duty panel",
+    )
     publish_timeout_seconds: float = Field(
         default=5.0, gt=0, description="how long a request waits for the broker before 503"
     )

@@ -45,7 +45,8 @@ def incident(event_id: str, child: str, ago: timedelta) -> dict[str, Any]:
 
 
 def listed(stack: DevStack, *options: str) -> list[dict[str, Any]]:
-    result = cli(stack, "alerts", "ls", "--output", "json", *options)
+    # Newest first: every status, as the list was before the queue's urgency order.
+    result = cli(stack, "alerts", "ls", "--order", "raised", "--output", "json", *options)
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     return [a for a in answer["alerts"] if a["subject_id"] == CHILD]
@@ -69,14 +70,25 @@ def test_ls_shows_the_alert_as_a_table(stack: DevStack, alert_id: str) -> None:
     result = cli(stack, "alerts", "ls", "--status", "open")
     assert result.exit_code == 0, result.output
     header, *rows = result.stdout.splitlines()
-    assert header.split()[:4] == ["ALERT", "RULE", "SEVERITY", "STATUS"]
-    row = next(r.split() for r in rows if r.startswith(alert_id))
-    assert row[1:4] == ["social-care-referral", "high", "open"]
-    assert f"child:{CHILD}" in row
+    assert header.split() == [
+        "SEVERITY",
+        "RULE",
+        "SUBJECT",
+        "OVERDUE",
+        "NEXT",
+        "STATUS",
+        "AREA",
+        "ALERT",
+    ]
+    row = next(r.split() for r in rows if r.endswith(alert_id))
+    assert row[:3] == ["high", "social-care-referral", f"child:{CHILD}"]
+    assert "open" in row
 
 
 def test_ls_filters_and_follows_pages(stack: DevStack, alert_id: str) -> None:
-    result = cli(stack, "alerts", "ls", "--rule", "social-care-referral", "-o", "json")
+    result = cli(
+        stack, "alerts", "ls", "--rule", "social-care-referral", "--order", "raised", "-o", "json"
+    )
     assert [a["alert_id"] for a in json.loads(result.stdout)["alerts"]] == [alert_id]
     # The incident raised three deadline alerts at least (welfare check, referral, school).
     with AlertApi(stack.url("desk"), DEV_TOKEN, page=1) as api:
@@ -119,7 +131,16 @@ def test_ack_then_resolve(stack: DevStack, alert_id: str) -> None:
     assert again.exit_code == 1
     assert "409 conflict" in again.stderr
 
-    result = cli(stack, "alerts", "resolve", alert_id, "--note", "referral made by phone")
+    result = cli(
+        stack,
+        "alerts",
+        "resolve",
+        alert_id,
+        "--reason",
+        "fulfilled_elsewhere",
+        "--note",
+        "referral made by phone",
+    )
     assert result.exit_code == 0, result.output
     assert wait_until(lambda: listed(stack, "--status", "resolved"))
 

@@ -239,6 +239,7 @@ def test_the_list_is_complete_newest_first_and_pages(env: Env) -> None:
         "subject_kind",
         "subject_id",
         "area",
+        "next_step",
     }
 
 
@@ -533,12 +534,19 @@ def test_the_served_openapi_is_the_committed_one_and_covers_every_route(env: Env
                 "alert_id",
                 "principal",
                 "report",
+                "order",
+                "subject_kind",
+                "subject_id",
+                "trigger_id",
             ]
         ),
         st.text(max_size=40)
         | st.sampled_from(
             [
                 "open",
+                "urgency",
+                "resolved",
+                "child",
                 "2026-01-01",
                 "0001-01-01",
                 "9999-12-31",

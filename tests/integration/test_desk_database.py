@@ -4,6 +4,7 @@ the list and queue queries, the analysts' role. No broker needed."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import subprocess
 import sys
 from collections.abc import Awaitable, Iterator
@@ -19,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from schemas.views import NextStep
 from services.common.auth import Principal, Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
@@ -32,6 +34,7 @@ from services.desk.records import Batch, Kind, decode
 from services.desk.schema import metadata, obligations
 from services.desk.sessions import Lifetimes, SessionStore, SignedIn, hash_id
 from services.desk.settings import DatabaseSettings
+from services.desk.urgency import Tier, urgency
 from tests.fixtures.desk import DeskServer, desk_environment, desk_settings
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.views import T0, alert_view, alert_view_record
@@ -248,6 +251,7 @@ def test_the_list_and_the_queue_page_through_everything_in_order(
             raised_at=T0 + (n % 7) * H,
             due_at=None if n % 5 == 0 else T0 - (n % 11) * H,
             status=("open", "acknowledged", "resolved")[n % 4 % 3],
+            level=1 + n % 2,
         )
         for n in range(60)
     ]
@@ -277,10 +281,13 @@ def test_the_list_and_the_queue_page_through_everything_in_order(
                     (v for v in visible if v.status.value != "resolved"),
                     key=lambda v: (
                         -v.alert.severity.rank,
-                        v.alert.due_at or v.alert.raised_at,
+                        urgency(v).tier,
+                        urgency(v).at,
                         v.alert.alert_id,
                     ),
                 )
+                # Both tiers of open alerts are in the set: climbing, and at the top.
+                assert {Tier.ESCALATING, Tier.TOP_OF_LADDER} <= {urgency(v).tier for v in expected}
                 assert pages == [v.alert.alert_id for v in expected]
                 listed: list[str] = []
                 list_after = None
@@ -305,6 +312,60 @@ def test_the_list_and_the_queue_page_through_everything_in_order(
         queries.queue_cursor("bm90LWEtY3Vyc29y")
     with pytest.raises(InvalidQuery):
         queries.list_cursor("%%%")
+
+
+def test_the_migration_fills_the_urgency_key_as_the_projector_does(
+    database_url: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Rows projected before 0004_night get the key the pure function gives new rows."""
+    night = importlib.import_module("services.desk.migrations.versions.0004_night")
+    database = Database(database_url, DatabaseSettings())
+    step = NextStep(at=T0 + 2 * H, kind="repeat", level=1, recipients=["duty-desk"])
+    climb = NextStep(at=T0 + H, kind="level", level=2, recipients=["senior-managers"])
+    views = [
+        alert_view("al-u1", level=1).model_copy(update={"next_step": climb}),
+        alert_view("al-u2", level=1).model_copy(update={"next_step": step}),
+        alert_view("al-u3", level=1, reopened_at=T0 + 3 * H).model_copy(update={"next_step": step}),
+        alert_view("al-u4", level=2, due_at=None),
+        alert_view("al-u5", status="acknowledged", acknowledged_by="duty").model_copy(
+            update={"next_step": NextStep(at=T0 + 4 * H, kind="reopen", level=1, recipients=[])}
+        ),
+        alert_view("al-u6", status="resolved", closed=(T0 + H, "duplicate")),
+        alert_view("al-u7", level=0),
+    ]
+    columns = ("urgency_tier", "urgency_at", "trigger_source", "trigger_id")
+
+    async def scenario() -> None:
+        batch = Batch()
+        for view in views:
+            for change in decode(Kind.ALERT_VIEWS, alert_view_record(view)[1]):  # type: ignore[union-attr]
+                batch.add(change)
+        async with database.write() as connection:
+            await write_batch(connection, batch, {}, set(), T0)
+        query = (
+            sa.select(sa.column("alert_id"), *map(sa.column, columns))
+            .select_from(sa.table("alerts"))
+            .order_by(sa.column("alert_id"))
+        )
+        async with database.write() as connection:
+            projected = (await connection.execute(query)).all()
+            await connection.execute(
+                sa.text(
+                    "UPDATE alerts SET urgency_tier = 9, urgency_at = 'epoch', "
+                    "trigger_source = '', trigger_id = ''"
+                )
+            )
+            await connection.execute(sa.text(night.BACKFILL))
+            filled = (await connection.execute(query)).all()
+        assert filled == projected
+        by_id = {row.alert_id: row for row in projected}
+        for view in views:
+            expected = urgency(view)
+            row = by_id[view.alert.alert_id]
+            assert (row.urgency_tier, row.urgency_at) == (expected.tier, expected.at)
+        await database.close()
+
+    run(loop, scenario())
 
 
 def test_sessions_expire_are_capped_per_principal_and_keep_only_a_hash(

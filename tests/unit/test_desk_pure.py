@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from multidict import MultiDict
@@ -21,6 +22,7 @@ from services.desk.settings import DeskSettings
 from tests.fixtures.views import T0, alert_view, child_view_record
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
+LONDON = ZoneInfo("Europe/London")
 
 
 def test_settings_come_from_desk_variables_nested_with_double_underscores(
@@ -153,17 +155,22 @@ def test_the_alert_page_says_how_it_ended_and_the_ladder_who_was_told() -> None:
     view = alert_view(
         "al-1", status="resolved", closed=(T0 + timedelta(hours=2), "duplicate"), level=1
     )
-    ended = present.outcome(view)
+    ended = present.outcome(view, LONDON)
     assert ended.fulfilled is None
-    assert ended.reason == "Duplicate of another alert"
-    ladder = present.ladder(view)
+    assert ended.closed == "a duplicate of another alert"
+    assert ended.closed_by == "By duty, Mon 2 Nov 2026 12:00 GMT."
+    ladder = present.ladder(view, LONDON)
     assert [(r.level, r.state) for r in ladder] == [(1, "reached"), (2, "not needed (resolved)")]
-    assert ladder[1].due == "2026-11-02 11:00:00 UTC"
+    assert ladder[1].due is not None
+    assert (ladder[1].due.local, ladder[1].due.iso) == (
+        "Mon 2 Nov 2026 11:00 GMT",
+        "2026-11-02T11:00:00Z",
+    )
     assert present.status_label(alert_view("al-2", reopened_at=T0)) == "re-opened"
     assert present.span(timedelta(days=2, hours=3)) == "2 d 3 h"
     met = alert_view("al-3", status="resolved", fulfilled_at=T0 + timedelta(hours=3))
-    assert (present.outcome(met).fulfilled or "").startswith(
-        "Fulfilled at 2026-11-02 13:00:00 UTC (4 h 0 min late)"
+    assert present.outcome(met, LONDON).fulfilled == (
+        "Fulfilled Mon 2 Nov 2026 13:00 GMT (4 h late), by event ref-al-3."
     )
 
 
@@ -176,7 +183,9 @@ def test_the_chronology_merges_events_obligations_and_breaches_newest_first() ->
     closed = alert_view("al-1", status="resolved", closed=(T0 + timedelta(hours=1), None))
     items = present.chronology(child, [closed])
     assert [i["kind"] for i in items] == ["Due", "Closed", "Breach", "Event"]
-    assert "no reason given" in items[1]["what"]
+    assert items[1]["what"] == (
+        "social-care-referral: closed by hand by duty, not a fulfilment: no reason was given"
+    )
     assert items[2]["alert_id"] == "al-1"
     assert present.chronology(None, []) == []
 
@@ -203,6 +212,7 @@ def test_the_dev_stack_adds_desk_pods_on_one_database(tmp_path: Path) -> None:
     assert env["DESK_PROJECTOR__GROUP_ID"] == "safeguard-desk-x"
     assert env["DESK_KAFKA__TOPICS__ALERT_VIEWS"] == "t.safeguarding.alert-views.v1"
     assert env["DESK_PORT"] == "18085"
+    assert env["DESK_POLICY_FILE"] == str(stack.policy_file)
     assert not any(k.startswith("DESK_STREAM") for k in env)
     # Notify's links open the desk's console when there is one.
     notify = next(s for s in stack.specs if s.name == "notify")
