@@ -63,9 +63,7 @@ app.add_typer(db_app, name="db")  # `db upgrade`, `db status`: services/cli/data
 DEFAULT_URL = "http://127.0.0.1:8084"
 
 
-UrlOption = Annotated[
-    str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the desk")
-]
+UrlOption = Annotated[str, typer.Option(envvar="SAFEGUARD_URL", help="base URL of the desk")]
 TokenOption = Annotated[
     str | None,
     typer.Option(envvar="SAFEGUARD_TOKEN", help="bearer token (better: SAFEGUARD_TOKEN)"),

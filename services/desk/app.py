@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -19,9 +19,10 @@ from prometheus_client import CollectorRegistry
 from services.common.auth import Authenticator
 from services.common.clock import Clock, SystemClock
 from services.common.metrics import CONTENT_TYPE_LATEST, exposition
-from services.desk import queries
+from services.desk import queries, reports
 from services.desk.actions import Actions
 from services.desk.audit import Auditor
+from services.desk.background import Job, forever
 from services.desk.broker import Publisher
 from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
@@ -52,6 +53,7 @@ class Desk:
     registry: CollectorRegistry
     kinds: dict[str, Kind]
     projector: Projector | None = None
+    jobs: list[Job] = field(default_factory=list)
 
     async def caught_up_at(self) -> datetime | None:
         """Return when the projection was last known to have read every topic to its end."""
@@ -75,6 +77,15 @@ class Desk:
             )
         return None
 
+    async def prune_reports(self) -> None:
+        """Forget the finished obligations past the report's retention."""
+        horizon = self.clock.now() - timedelta(days=self.settings.reports.retention_days)
+        async with self.database.write() as connection:
+            pruned = await reports.prune(connection, horizon)
+        if pruned:
+            self.metrics.pruned.inc(pruned)
+            log.info("report_pruned", obligations=pruned)
+
 
 DESK_KEY = web.AppKey("desk", Desk)
 
@@ -92,7 +103,7 @@ def build(
     auditor = Auditor(publisher, settings.audit_topic, clock)
     kinds = topic_kinds(settings.kafka.topics, settings.audit_topic)
     console = settings.console
-    return Desk(
+    desk = Desk(
         settings=settings,
         auth=auth,
         clock=clock,
@@ -126,6 +137,10 @@ def build(
         if settings.projector.enabled
         else None,
     )
+    desk.jobs.append(
+        Job("report_retention", settings.reports.prune_interval_seconds, desk.prune_reports)
+    )
+    return desk
 
 
 def create_app(
@@ -151,19 +166,24 @@ def create_app(
 
 
 PROJECTOR_TASK = web.AppKey("projector_task", asyncio.Task[None])
+JOB_TASKS = web.AppKey("job_tasks", list[asyncio.Task[None]])
 
 
 async def _start(app: web.Application) -> None:
     desk = app[DESK_KEY]
     if desk.projector is not None:
         app[PROJECTOR_TASK] = asyncio.create_task(desk.projector.run(), name="projector")
+    app[JOB_TASKS] = [
+        asyncio.create_task(forever(job, desk.metrics), name=job.name) for job in desk.jobs
+    ]
 
 
 async def _stop(app: web.Application) -> None:
     desk = app[DESK_KEY]
-    task = app.get(PROJECTOR_TASK)
-    if task is not None:
+    tasks = [*app.get(JOB_TASKS, []), *([app[PROJECTOR_TASK]] if PROJECTOR_TASK in app else [])]
+    for task in tasks:
         task.cancel()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await desk.publisher.close()

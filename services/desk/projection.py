@@ -88,6 +88,11 @@ def _facts_row(facts: ObligationFacts) -> dict[str, Any]:
         "closed_at": facts.closed_at,
         "close_reason": facts.close_reason,
         "described_at": facts.described_at,
+        "subject_kind": facts.subject_kind,
+        "subject_id": facts.subject_id,
+        "recorded_late_by_seconds": facts.recorded_late_by_seconds,
+        "transfer_requested_at": facts.transfer_requested_at,
+        "transfer_refused_at": facts.transfer_refused_at,
     }
 
 
@@ -95,11 +100,21 @@ def _facts_row(facts: ObligationFacts) -> dict[str, Any]:
 # the new facts.
 _DESCRIPTION = (
     "({t}.described_at, {t}.due_at, {t}.triggered_at, COALESCE({t}.area, '') COLLATE \"C\", "
-    "COALESCE({t}.rule, '') COLLATE \"C\", COALESCE({t}.severity, '') COLLATE \"C\")"
+    "COALESCE({t}.rule, '') COLLATE \"C\", COALESCE({t}.severity, '') COLLATE \"C\", "
+    "COALESCE({t}.subject_kind, '') COLLATE \"C\", COALESCE({t}.subject_id, '') COLLATE \"C\")"
 )
 _NEWER = (
     "excluded.described_at IS NOT NULL AND (obligations.described_at IS NULL OR "
     f"{_DESCRIPTION.format(t='excluded')} > {_DESCRIPTION.format(t='obligations')})"
+)
+# The earliest fulfilment keeps its own recorded lateness; on a tie, the larger.
+_RECORDED_LATE = (
+    "CASE WHEN excluded.fulfilled_at IS NULL THEN obligations.recorded_late_by_seconds "
+    "WHEN obligations.fulfilled_at IS NULL OR excluded.fulfilled_at < obligations.fulfilled_at "
+    "THEN excluded.recorded_late_by_seconds "
+    "WHEN excluded.fulfilled_at = obligations.fulfilled_at THEN "
+    "GREATEST(obligations.recorded_late_by_seconds, excluded.recorded_late_by_seconds) "
+    "ELSE obligations.recorded_late_by_seconds END"
 )
 # Reason codes compare byte-wise (COLLATE "C"), as Python compares them.
 _EARLIER_CLOSURE = (
@@ -110,13 +125,25 @@ _EARLIER_CLOSURE = (
 
 
 async def _obligations(connection: AsyncConnection, facts: list[ObligationFacts]) -> None:
-    described = ("rule", "area", "severity", "triggered_at", "due_at", "described_at")
+    described = (
+        "rule",
+        "area",
+        "severity",
+        "triggered_at",
+        "due_at",
+        "described_at",
+        "subject_kind",
+        "subject_id",
+    )
     set_: dict[str, Any] = {
         name: literal_column(f"CASE WHEN {_NEWER} THEN excluded.{name} ELSE obligations.{name} END")
         for name in described
     }
     set_["breached"] = literal_column("obligations.breached OR excluded.breached")
     set_["fulfilled_at"] = literal_column("LEAST(obligations.fulfilled_at, excluded.fulfilled_at)")
+    set_["recorded_late_by_seconds"] = literal_column(_RECORDED_LATE)
+    for name in ("transfer_requested_at", "transfer_refused_at"):
+        set_[name] = literal_column(f"LEAST(obligations.{name}, excluded.{name})")
     for name in ("closed_at", "close_reason"):
         set_[name] = literal_column(
             f"CASE WHEN {_EARLIER_CLOSURE} THEN excluded.{name} ELSE obligations.{name} END"

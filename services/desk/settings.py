@@ -64,6 +64,19 @@ class ConsoleSettings(BaseModel):
     )
 
 
+class ReportsSettings(BaseModel):
+    """The timeliness report's retention (`DESK_REPORTS__*`)."""
+
+    retention_days: int = Field(
+        default=1096,
+        ge=1,
+        description="a finished obligation leaves the report this long after its last date",
+    )
+    prune_interval_seconds: float = Field(
+        default=3600, gt=0, description="how often each desk pod deletes what has expired"
+    )
+
+
 class DeskSettings(BaseSettings):
     """Every setting of the desk."""
 
@@ -84,6 +97,7 @@ class DeskSettings(BaseSettings):
     )
     projector: ProjectorSettings = Field(default_factory=ProjectorSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -106,9 +106,7 @@ def test_backdated_incident_alerts_and_late_referral_resolves(
     # Resolving tells whoever was notified: the duty desk gets a resolution notice. The
     # level-1 delivery's outcome may be recorded before or after the resolution.
     def purposes() -> list[str]:
-        timeline = client.request("GET", f"{stack.url('desk')}/v1/alerts/{alert_id}")[1][
-            "timeline"
-        ]
+        timeline = client.request("GET", f"{stack.url('desk')}/v1/alerts/{alert_id}")[1]["timeline"]
         return [e["delivery"]["purpose"] for e in timeline if e["kind"] == "notification"]
 
     assert sorted(wait_until(lambda: len(purposes()) == 2 and purposes())) == [

@@ -107,7 +107,7 @@ def test_the_analysts_role_reads_the_views_and_nothing_else(database_url: str) -
 def _facts() -> st.SearchStrategy[ObligationFacts]:
     times = st.integers(min_value=0, max_value=5).map(lambda h: T0 + h * H)
     outcome = st.builds(
-        lambda at, due, fulfilled, breached, area: ObligationFacts(
+        lambda at, due, fulfilled, breached, area, late, transfers, subject: ObligationFacts(
             "o-1",
             rule="social-care-referral",
             area=area,
@@ -117,12 +117,20 @@ def _facts() -> st.SearchStrategy[ObligationFacts]:
             fulfilled_at=fulfilled,
             breached=breached,
             described_at=at,
+            subject_kind="child",
+            subject_id=subject,
+            recorded_late_by_seconds=late if fulfilled is not None else None,
+            transfer_requested_at=transfers[0],
+            transfer_refused_at=transfers[1],
         ),
         times,
         times,
         st.none() | times,
         st.booleans(),
         st.sampled_from(["north", "south", None]),
+        st.none() | st.sampled_from([60.0, 7200.0]),
+        st.tuples(st.none() | times, st.none() | times),
+        st.sampled_from(["C-1", "C-2"]),
     )
     closure = st.builds(
         lambda at, reason: from_closure("o-1", at, reason),
@@ -411,3 +419,42 @@ def test_readyz_says_why_when_the_schema_is_behind(postgres: PostgresServer) -> 
     finally:
         server.stop()
         postgres.drop(url)
+
+
+def test_the_report_forgets_finished_obligations_after_its_retention_never_open_ones(
+    db: Database, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Pruned in SQL by the last of the due, fulfilment and closure times."""
+    from services.desk.reports import prune  # noqa: PLC0415
+
+    horizon = T0 - 1000 * H
+    old, recent = horizon - 10 * H, horizon + 10 * H
+    rows = {
+        "p-met-old": ObligationFacts("p-met-old", rule="r", due_at=old, fulfilled_at=old),
+        # due long ago, fulfilled after the horizon: its last date is recent, kept
+        "p-met-late": ObligationFacts("p-met-late", rule="r", due_at=old, fulfilled_at=recent),
+        "p-closed-old": ObligationFacts("p-closed-old", rule="r", due_at=old, closed_at=old),
+        "p-open-old": ObligationFacts("p-open-old", rule="r", due_at=old - 5000 * H),
+        "p-closure-only": from_closure("p-closure-only", old, "duplicate"),
+        "p-recent": ObligationFacts("p-recent", rule="r", due_at=recent, fulfilled_at=recent),
+    }
+
+    async def go() -> tuple[int, set[str]]:
+        batch = Batch()
+        for facts in rows.values():
+            batch.add(facts)
+        async with db.write() as connection:
+            await write_batch(connection, batch, {}, set(), T0)
+        async with db.write() as connection:
+            pruned = await prune(connection, horizon)
+        async with db.read() as connection:
+            left = await connection.execute(
+                sa.select(obligations.c.obligation_id).where(
+                    obligations.c.obligation_id.like("p-%")
+                )
+            )
+            return pruned, {r.obligation_id for r in left}
+
+    pruned, left = run(loop, go())
+    assert pruned == 3
+    assert left == {"p-met-late", "p-open-old", "p-recent"}
