@@ -6,7 +6,10 @@ same rows:
 
 - alerts and children: the stored view is replaced only by a higher `revision`;
 - obligations: merged by the rules of `services.desk.merge`, written out in SQL;
-- notification events and audit records: inserted once per id, later copies ignored.
+- notification events, audit records, dead letters and refused fulfilments: inserted
+  once per id, later copies ignored;
+- a source's day: the earliest first and the latest last arrival;
+- an offender's manager: replaced only by a later assignment (time, then source and id).
 
 The offsets of the batch's partitions are written in the same transaction: after a crash
 the projector resumes from exactly what was committed (services.desk.projector).
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, literal_column, or_, select, text
+from sqlalchemy import Table, and_, func, literal_column, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,9 +31,13 @@ from services.desk.schema import (
     alerts,
     audit_records,
     children,
+    dead_letters,
     notification_events,
     obligations,
+    offender_managers,
     projector_offsets,
+    refused_fulfilments,
+    source_days,
 )
 
 Partition = tuple[str, int]
@@ -56,8 +63,58 @@ async def write_batch(
     if batch.audit:
         statement = insert(audit_records).on_conflict_do_nothing()
         await connection.execute(statement, [r.values for r in batch.audit.values()])
+    await _assurance(connection, batch)
     if offsets:
         await write_offsets(connection, offsets, caught_up, now)
+
+
+async def _assurance(connection: AsyncConnection, batch: Batch) -> None:
+    """Write the assurance pack's rows: dead letters, sources' days, managers, refusals."""
+    for table, rows in (
+        (dead_letters, [r.values for r in batch.dead_letters.values()]),
+        (refused_fulfilments, [r.values for r in batch.refused.values()]),
+    ):
+        if rows:
+            await connection.execute(insert(table).on_conflict_do_nothing(), rows)
+    if batch.source_days:
+        statement = insert(source_days)
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["source", "day"],
+                set_={
+                    "first_at": func.least(source_days.c.first_at, statement.excluded.first_at),
+                    "last_at": func.greatest(source_days.c.last_at, statement.excluded.last_at),
+                },
+            ),
+            [
+                {"source": d.source, "day": d.day, "first_at": d.first_at, "last_at": d.last_at}
+                for d in batch.source_days.values()
+            ],
+        )
+    if batch.managers:
+        statement = insert(offender_managers)
+        stored = tuple_(
+            offender_managers.c.assigned_at,
+            offender_managers.c.event_source.collate("C"),
+            offender_managers.c.event_id.collate("C"),
+        )
+        given = tuple_(
+            statement.excluded.assigned_at,
+            statement.excluded.event_source.collate("C"),
+            statement.excluded.event_id.collate("C"),
+        )
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["offender_id"],
+                set_={
+                    c.name: statement.excluded[c.name]
+                    for c in offender_managers.columns
+                    if c.name != "offender_id"
+                },
+                where=stored < given,
+            ),
+            [r.values for r in batch.managers.values()],
+        )
 
 
 async def _views(

@@ -33,7 +33,7 @@ from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
 from services.desk.metrics import DeskMetrics
 from services.desk.projection import Partition, mark_caught_up, read_offsets, write_batch
-from services.desk.records import Batch, Change, Kind, Skipped, decode
+from services.desk.records import Batch, Change, Kind, Skipped, arrival, decode
 from services.desk.settings import DeskSettings
 
 log = structlog.get_logger(__name__)
@@ -168,7 +168,10 @@ class Projector:
     def _decode(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
         """Decode a batch's records (the CPU-bound part, done while the last one is written)."""
         return {
-            tp: [Decoded(r.offset, decode(self.kinds[tp.topic], r.value)) for r in records]
+            tp: [
+                Decoded(r.offset, decode(self.kinds[tp.topic], r.value, arrival(r.timestamp)))
+                for r in records
+            ]
             for tp, records in batches.items()
         }
 

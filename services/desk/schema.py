@@ -159,28 +159,29 @@ sessions = Table(
     Index("ix_sessions_principal", "principal", "created_at"),
 )
 
-#: Dead letters by their position on the dead-letter topic: why, when, and the source of
-#: the original event when it could be read. Never the payload.
+#: Dead letters by the original record's position: why, when, and the source of the
+#: original event when it could be read. Never the payload.
 dead_letters = Table(
     "dead_letters",
     metadata,
+    Column("topic", Text, primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("offset", BigInteger, primary_key=True),
     Column("failed_at", Stamp, nullable=False),
     Column("reason", Text, nullable=False),
     Column("source", Text),
-    Column("original_topic", Text, nullable=False),
     Index("ix_dead_letters_failed", "failed_at"),
 )
 
-#: Events on the events topic per source and UTC day (sources gone silent).
+#: The first and last arrival on the events topic per source and UTC day (sources gone
+#: silent); times rather than counts, so a replay changes nothing.
 source_days = Table(
     "source_days",
     metadata,
     Column("source", Text, primary_key=True),
     Column("day", Date, primary_key=True),
-    Column("events", BigInteger, nullable=False),
-    Column("last_event_at", Stamp, nullable=False),
+    Column("first_at", Stamp, nullable=False),
+    Column("last_at", Stamp, nullable=False),
 )
 
 #: Each offender's latest manager assignment (`offender.manager_assigned`), for caseloads.

@@ -3,10 +3,10 @@
 - `obligations` gains the subject (the pack lists the oldest open cases by pseudonymous
   id), the fulfilment's recorded lateness (backdated fulfilments are counted apart) and
   a custody's transfer requested and refused;
-- `dead_letters`: one row per dead letter (its position, reason, the original event's
-  source when it could be read), never the payload;
-- `source_days`: events arriving on the events topic per source and UTC day, and the
-  newest event time seen, for sources gone silent;
+- `dead_letters`: one row per dead letter, by the original record's position (its
+  reason, the original event's source when it could be read), never the payload;
+- `source_days`: the first and last arrival on the events topic per source and UTC day,
+  for sources gone silent (times, not counts: a replay changes nothing);
 - `offender_managers`: each offender's latest manager assignment, for caseloads;
 - `refused_fulfilments`: events from sources the policy does not accept for a rule, as
   the child views list them;
@@ -41,20 +41,20 @@ def upgrade() -> None:
     op.add_column("obligations", sa.Column("transfer_refused_at", Stamp))
     op.create_table(
         "dead_letters",
+        sa.Column("topic", sa.Text, primary_key=True),
         sa.Column("partition", sa.Integer, primary_key=True),
         sa.Column("offset", sa.BigInteger, primary_key=True),
         sa.Column("failed_at", Stamp, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("source", sa.Text),
-        sa.Column("original_topic", sa.Text, nullable=False),
     )
     op.create_index("ix_dead_letters_failed", "dead_letters", ["failed_at"])
     op.create_table(
         "source_days",
         sa.Column("source", sa.Text, primary_key=True),
         sa.Column("day", sa.Date, primary_key=True),
-        sa.Column("events", sa.BigInteger, nullable=False),
-        sa.Column("last_event_at", Stamp, nullable=False),
+        sa.Column("first_at", Stamp, nullable=False),
+        sa.Column("last_at", Stamp, nullable=False),
     )
     op.create_table(
         "offender_managers",
