@@ -36,6 +36,7 @@ class Role(StrEnum):
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
     AUDIT = "audit"  # search the audit trail (a data-protection officer)
+    LEAD = "lead"  # a strategic lead: the assurance pack of their areas, nothing else
 
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -167,6 +168,16 @@ class Authenticator:
             return cls(parsed.tokens, development=development)
         except TokenConfigError as exc:
             raise TokenConfigError(f"token file {path}: {exc}") from None
+
+    def roles_of(self, name: str) -> frozenset[Role] | None:
+        """Return the roles of the token named `name` (None: no such token), for reports."""
+        found = next((e for _, e in self._entries if e.name == name), None)
+        return None if found is None else found.roles
+
+    def areas_of(self, name: str) -> frozenset[str] | None:
+        """Return the areas the token named `name` is scoped to (None: every area, or none)."""
+        found = next((e for _, e in self._entries if e.name == name), None)
+        return None if found is None else found.areas
 
     def authenticate(self, authorization: str | None) -> Principal | None:
         """Return the caller for an `Authorization: Bearer ...` header, or None."""

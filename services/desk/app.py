@@ -27,6 +27,8 @@ from services.desk.broker import Publisher
 from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
 from services.desk.metrics import DeskMetrics
+from services.desk.pack.policy import DeskPolicy
+from services.desk.pack.service import PackMaker
 from services.desk.projector import Projector
 from services.desk.records import Kind, topic_kinds
 from services.desk.sessions import IdentityProvider, Lifetimes, SessionStore, TokenIdentity
@@ -52,8 +54,13 @@ class Desk:
     metrics: DeskMetrics
     registry: CollectorRegistry
     kinds: dict[str, Kind]
+    policy: DeskPolicy
     projector: Projector | None = None
     jobs: list[Job] = field(default_factory=list)
+    packs: PackMaker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.packs = PackMaker(self, self.policy)
 
     async def caught_up_at(self) -> datetime | None:
         """Return when the projection was last known to have read every topic to its end."""
@@ -127,6 +134,7 @@ def build(
         metrics=metrics,
         registry=registry,
         kinds=kinds,
+        policy=DeskPolicy.load(settings.policy_file),
         projector=Projector(
             settings,
             Database(settings.database_url.get_secret_value(), settings.db, pooled=False),
@@ -148,6 +156,8 @@ def create_app(
 ) -> web.Application:
     """Return the desk's aiohttp application, its projector started with it."""
     from services.desk import api, console, openapi  # noqa: PLC0415 - the pages need the app's types
+    from services.desk.pack import api as pack_api  # noqa: PLC0415
+    from services.desk.pack import console as pack_console  # noqa: PLC0415
 
     desk = build(settings, registry=registry, clock=clock)
     app = web.Application(middlewares=[metrics_middleware, errors_middleware])
@@ -160,6 +170,8 @@ def create_app(
         app.router.add_get("/openapi.json", openapi.page)
         api.add_routes(app)
         console.add_routes(app)
+        pack_api.add_routes(app)
+        pack_console.add_routes(app)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app

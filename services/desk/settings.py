@@ -98,6 +98,11 @@ class DeskSettings(BaseSettings):
     projector: ProjectorSettings = Field(default_factory=ProjectorSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    policy_file: Path | None = Field(
+        default=None,
+        description="the policy file (its `assurance` section, routing and receivers); "
+        "unset: the assurance defaults and nobody to send digests or packs to",
+    )
     log_json: bool = True
     log_level: str = "INFO"
 
