@@ -614,3 +614,54 @@ def test_the_pdf_is_a4_and_its_first_page_renders(env: Env, tmp_path: Path) -> N
     if os.environ.get("UPDATE_SCREENSHOTS"):
         target = REPO / "docs" / "screenshots" / "assurance-pack"
         subprocess.run([*first_page, "-r", "110", str(pdf), str(target)], check=True)  # noqa: S603
+
+
+def test_the_command_line_writes_the_pdf_and_its_figures_beside_it(
+    env: Env, partnership: dict[str, Any], tmp_path: Path
+) -> None:
+    import hashlib  # noqa: PLC0415
+
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from services.cli.main import app  # noqa: PLC0415
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "pack",
+            "--period",
+            "2026-Q3",
+            "--as-of",
+            "2026-10-01T00:00:00Z",
+            "--out",
+            str(tmp_path),
+            "--url",
+            env.desk.url,
+        ],
+        env={"SAFEGUARD_TOKEN": TOKENS.secret("lead-all")},
+    )
+    assert result.exit_code == 0, result.output
+    pdf = tmp_path / "safeguard-assurance-2026-Q3-partnership.pdf"
+    figures = tmp_path / "safeguard-assurance-2026-Q3-partnership.json"
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert json.loads(figures.read_bytes()) == partnership
+    assert hashlib.sha256(figures.read_bytes()).hexdigest() in result.output
+    refused = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "pack",
+            "--period",
+            "2026-Q3",
+            "--area",
+            "south",
+            "--url",
+            env.desk.url,
+            "--as-of",
+            "2026-10-01T00:00:00Z",
+        ],
+        env={"SAFEGUARD_TOKEN": TOKENS.secret("lead-north")},
+    )
+    assert refused.exit_code == 1
+    assert "403" in refused.output
