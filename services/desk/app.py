@@ -27,7 +27,9 @@ from services.desk.broker import Publisher
 from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
 from services.desk.metrics import DeskMetrics
+from services.desk.pack.gauges import AssuranceGauges
 from services.desk.pack.policy import DeskPolicy
+from services.desk.pack.schedule import Scheduler
 from services.desk.pack.service import PackMaker
 from services.desk.projector import Projector
 from services.desk.records import Kind, topic_kinds
@@ -58,9 +60,11 @@ class Desk:
     projector: Projector | None = None
     jobs: list[Job] = field(default_factory=list)
     packs: PackMaker = field(init=False)
+    gauges: AssuranceGauges = field(init=False)
 
     def __post_init__(self) -> None:
         self.packs = PackMaker(self, self.policy)
+        self.gauges = AssuranceGauges(self.registry)
 
     async def caught_up_at(self) -> datetime | None:
         """Return when the projection was last known to have read every topic to its end."""
@@ -83,6 +87,11 @@ class Desk:
                 f"The data shown may be {int(behind)} s old: the projection is behind the broker."
             )
         return None
+
+    async def refresh_gauges(self) -> None:
+        """Recompute the caseload, on-time and scheduled-send gauges."""
+        async with self.database.read() as connection:
+            await self.gauges.refresh(connection, self.policy.assurance, self.clock.now())
 
     async def prune_reports(self) -> None:
         """Forget the finished obligations past the report's retention."""
@@ -148,6 +157,11 @@ def build(
     desk.jobs.append(
         Job("report_retention", settings.reports.prune_interval_seconds, desk.prune_reports)
     )
+    schedule = settings.schedule
+    desk.jobs.append(Job("assurance_gauges", schedule.gauges_interval_seconds, desk.refresh_gauges))
+    if schedule.enabled and settings.policy_file is not None:
+        settings.smtp.check("DESK_")
+        desk.jobs.append(Job("scheduled_sends", schedule.interval_seconds, Scheduler(desk).tick))
     return desk
 
 

@@ -91,3 +91,10 @@ class DeskMetrics:
             "Finished obligations the timeliness report forgot after its retention.",
             registry=registry,
         )
+        self.scheduled = Counter(
+            "safeguard_desk_scheduled_sends_total",
+            "Attempts to send a weekly digest or a monthly pack, by kind and outcome "
+            "(sent, failed: retried until sent).",
+            ["kind", "outcome"],
+            registry=registry,
+        )

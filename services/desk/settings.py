@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.audit import AUDIT_TOPIC
 from services.common.auth import Authenticator
 from services.common.kafka import KafkaSettings
+from services.common.smtp import SmtpSettings
 
 
 class DatabaseSettings(BaseModel):
@@ -77,6 +78,23 @@ class ReportsSettings(BaseModel):
     )
 
 
+class ScheduleSettings(BaseModel):
+    """The weekly digests and monthly packs (`DESK_SCHEDULE__*`); when is policy."""
+
+    enabled: bool = Field(
+        default=True, description="send them (they need DESK_POLICY_FILE for recipients)"
+    )
+    interval_seconds: float = Field(default=30, gt=0, description="how often a pod looks")
+    lease_seconds: float = Field(
+        default=600, gt=0, description="how long a pod holds a send it took before another may"
+    )
+    retry_initial_seconds: float = Field(default=60, gt=0)
+    retry_max_seconds: float = Field(default=3600, gt=0)
+    gauges_interval_seconds: float = Field(
+        default=60, gt=0, description="how often the caseload and on-time gauges are recomputed"
+    )
+
+
 class DeskSettings(BaseSettings):
     """Every setting of the desk."""
 
@@ -98,6 +116,8 @@ class DeskSettings(BaseSettings):
     projector: ProjectorSettings = Field(default_factory=ProjectorSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     policy_file: Path | None = Field(
         default=None,
         description="the policy file (its `assurance` section, routing and receivers); "

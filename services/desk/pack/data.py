@@ -89,7 +89,7 @@ async def read(
     """Read what a pack of `period` (and its `history`) for `area` needs."""
     data = PackData()
     await _states(connection, data, (history or [period])[0].start, period.end, area)
-    await _open(connection, data, area, as_of)
+    await read_open(connection, data, area, as_of)
     await _alerts(connection, data, period, area, as_of)
     await _capacity_and_quality(connection, data, period, area, as_of)
     await _audit(connection, data, period, as_of)
@@ -134,9 +134,10 @@ async def _states(
         )
 
 
-async def _open(
+async def read_open(
     connection: AsyncConnection, data: PackData, area: str | None, as_of: datetime
 ) -> None:
+    """Read the open obligations per area and rule, and the oldest overdue per rule."""
     o = obligations.c
     still_open = and_(
         o.rule.is_not(None),
