@@ -140,6 +140,12 @@ class DevStack:
                 raise StackStartError("desk pods need a database_url")
             env[f"{p}DATABASE_URL"] = self.database_url
             env[f"{p}PROJECTOR__GROUP_ID"] = f"safeguard-desk{self.app_suffix}"
+            # The assurance section and who the strategic leads are (digests, packs).
+            env[f"{p}POLICY_FILE"] = str(self.policy_file)
+            if self.smtp_port is not None:
+                env[f"{p}SMTP__HOST"] = "127.0.0.1"
+                env[f"{p}SMTP__PORT"] = str(self.smtp_port)
+                env[f"{p}SMTP__SECURITY"] = "none"
             env.update(self.extra_env)
             return env
         if spec.name != "ingest":
