@@ -32,7 +32,7 @@ from schemas.audit import AuditAction
 from schemas.notifications import ResolutionReason
 from schemas.views import AlertStatus, AlertView
 from services.common.audit import is_identifier
-from services.common.auth import Role
+from services.common.auth import Principal, Role
 from services.common.environment import is_development
 from services.desk import api, audit_search, present, queries, reports
 from services.desk.actions import ActionRequest
@@ -183,7 +183,16 @@ async def root(request: web.Request) -> web.Response:
     session = await current(request)
     if session is None:
         return redirect("/console/sign-in")
-    return redirect("/console/queue" if session.principal.has(Role.READ) else "/console/audit")
+    return redirect(home(session.principal))
+
+
+def home(principal: Principal) -> str:
+    """Return a person's first page: the queue, else the audit search, else the pack."""
+    if principal.has(Role.READ):
+        return "/console/queue"
+    if principal.has(Role.AUDIT):
+        return "/console/audit"
+    return "/console/reports/pack"
 
 
 async def static(request: web.Request) -> web.Response:
@@ -236,11 +245,11 @@ async def sign_in(request: web.Request) -> web.Response:
         )
         return page(html, 401)
     principal = who.principal
-    if not (principal.has(Role.READ) or principal.has(Role.AUDIT)):
-        raise Forbidden("This token may not read alerts or the audit trail.")
+    if not any(principal.has(role) for role in (Role.READ, Role.AUDIT, Role.LEAD)):
+        raise Forbidden("This token may not read alerts, the audit trail or assurance packs.")
     session_id, _session = await desk.sessions.start(who)
     log.info("console_signed_in", principal=principal.name)
-    response = redirect("/console/queue" if principal.has(Role.READ) else "/console/audit")
+    response = redirect(home(principal))
     set_cookie(response, SESSION_COOKIE, session_id)
     response.del_cookie(PRE_SESSION_COOKIE, path="/console")
     return response
