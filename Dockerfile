@@ -36,8 +36,13 @@ ENV PATH=/opt/safeguard/bin:$PATH \
     DESK_HOST=0.0.0.0 \
     RISK_POLICY_FILE=/app/policy/default.yaml \
     NOTIFY_POLICY_FILE=/app/policy/default.yaml \
+    DESK_POLICY_FILE=/app/policy/default.yaml \
     RISK_STREAM__DATA_DIR=/var/lib/safeguard/risk \
     NOTIFY_STREAM__DATA_DIR=/var/lib/safeguard/notify
+# Pango and a font for the desk's assurance pack (WeasyPrint renders its PDF).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 safeguard \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin safeguard \

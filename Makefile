@@ -56,7 +56,8 @@ clean:
 # System tools the operations checks need: promtool from Debian's prometheus package,
 # installed here when missing (CI runs as root). kubectl comes from the dev extra. The
 # console's browser tests (tests/browser) need Debian's chromium, driven by Playwright
-# with the system executable (Playwright's own browser downloads are not used).
+# with the system executable (Playwright's own browser downloads are not used). The
+# assurance pack's PDF needs Pango (WeasyPrint), its test poppler-utils' pdftoppm.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 # The desk's sign-in tests run a real OpenID Provider: panva's oidc-provider from npm, on
@@ -82,6 +83,14 @@ tools: $(OIDC_STAMP)
 		&& { $(APT_INSTALL) chromium >/dev/null 2>&1 \
 		|| { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }; } \
 		|| { echo "the browser tests need chromium: apt-get install chromium" >&2; exit 1; }
+	@command -v pdftoppm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { $(APT_INSTALL) poppler-utils >/dev/null 2>&1 \
+		|| { apt-get update -qq && $(APT_INSTALL) poppler-utils >/dev/null; }; }; } \
+		|| { echo "the assurance pack's tests need pdftoppm: apt-get install poppler-utils" >&2; exit 1; }
+	@ldconfig -p | grep -q libpangoft2 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { $(APT_INSTALL) libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null 2>&1 \
+		|| { apt-get update -qq && $(APT_INSTALL) libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null; }; }; } \
+		|| { echo "the assurance pack's PDF (WeasyPrint) needs Pango: apt-get install libpangoft2-1.0-0" >&2; exit 1; }
 
 ops-check: $(STAMP) tools
 	$(BIN)/pytest -p no:cacheprovider -q tests/ops -m "not e2e"

@@ -154,6 +154,15 @@ class DevStack:
             f"{p}PROJECTOR__GROUP_ID": f"safeguard-desk{self.app_suffix}",
             # Notify's policy: the console's time zone, guidance and who is on duty.
             f"{p}POLICY_FILE": str(self.policy_file),
+        } | self._smtp_environment(p)
+
+    def _smtp_environment(self, p: str) -> dict[str, str]:
+        if self.smtp_port is None:
+            return {}
+        return {
+            f"{p}SMTP__HOST": "127.0.0.1",
+            f"{p}SMTP__PORT": str(self.smtp_port),
+            f"{p}SMTP__SECURITY": "none",
         }
 
     def _stream_environment(self, spec: ServiceSpec) -> dict[str, str]:
@@ -182,11 +191,7 @@ class DevStack:
             env[f"{p}PUBLIC_URL"] = self.url("desk")
         if self.group_window_seconds is not None:
             env[f"{p}GROUP_WINDOW_SECONDS"] = str(self.group_window_seconds)
-        if self.smtp_port is not None:
-            env[f"{p}SMTP__HOST"] = "127.0.0.1"
-            env[f"{p}SMTP__PORT"] = str(self.smtp_port)
-            env[f"{p}SMTP__SECURITY"] = "none"
-        return env
+        return env | self._smtp_environment(p)
 
     def start_service(self, name: str) -> None:
         """Start (or restart) one service process."""

@@ -67,6 +67,7 @@ class AuditAction(StrEnum):
     REQUEST_REFUSED = "request.refused"  # `refusal`: unauthenticated or forbidden (access)
     AUDIT_SEARCHED = "audit.searched"  # what was searched for: a child, an alert, a
     # principal (`principal`), or nothing more for a search of the report's readers
+    PACK_GENERATED = "pack.generated"  # nothing more: an assurance pack's aggregate figures
 
 
 _REQUIRED: dict[AuditAction, str | None] = {
@@ -81,6 +82,7 @@ _REQUIRED: dict[AuditAction, str | None] = {
     AuditAction.DEADLETTER_VIEWED: "record",
     AuditAction.DEADLETTER_REPLAYED: "record",
     AuditAction.REQUEST_REFUSED: "refusal",
+    AuditAction.PACK_GENERATED: None,
 }
 # A search names what it looked for: one of these, or none (who viewed reports).
 _SEARCHED = ("child_id", "alert_id", "principal")
@@ -121,9 +123,10 @@ class Listing(ContractModel):
 class AuditRecord(ContractModel):
     """One audited action: ids, the action, the token's name and the time; nothing else.
 
-    Exactly the id field the action names is set (none for `report.viewed`); an
-    `alerts.listed` may carry `listing` (its filters and the ids it returned: records
-    written before it existed have none); an `audit.searched` names at most one of
+    Exactly the id field the action names is set (none for `alerts.listed`,
+    `report.viewed` and `pack.generated`); an `alerts.listed` may carry `listing` (its
+    filters and the ids it returned: records written before it existed have none); an
+    `audit.searched` names at most one of
     `child_id`, `alert_id` and `principal` (the token name whose actions were searched).
     """
 

@@ -126,6 +126,7 @@ class EventType(StrEnum):
     RETURN_INTERVIEW_SHARED = "return_interview.shared"
     CUSTODY_ACCOMMODATION_REQUESTED = "custody.accommodation_requested"
     CUSTODY_ACCOMMODATION_REFUSED = "custody.accommodation_refused"
+    OFFENDER_MANAGER_ASSIGNED = "offender.manager_assigned"
 
 
 class AlertType(StrEnum):

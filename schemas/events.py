@@ -67,6 +67,8 @@ __all__ = [
     "IncidentReportedEvent",
     "MissingRiskGrade",
     "OffenderManagement",
+    "OffenderManagerAssigned",
+    "OffenderManagerAssignedEvent",
     "OffenderRegistered",
     "OffenderRegisteredEvent",
     "OffenderRiskAssessed",
@@ -381,6 +383,19 @@ class OffenderRiskAssessed(ContractModel):
     management: OffenderManagement = OffenderManagement.ACTIVE
 
 
+class OffenderManagerAssigned(ContractModel):
+    """An offender was put in the care of an offender manager (a pseudonymous staff id).
+
+    The latest assignment by event time is the offender's manager: caseloads per manager
+    are counted from it (docs/contract.md section 2); no name, only the staff id the
+    sending system uses.
+    """
+
+    area: AreaCode
+    offender_id: Identifier
+    manager_id: Identifier
+
+
 class ForensicExaminationRequested(ContractModel):
     """A forensic examination was requested for an indecent-imagery enquiry."""
 
@@ -626,6 +641,13 @@ class CustodyAccommodationRefusedEvent(EventEnvelopeBase):
     data: CustodyAccommodationRefused
 
 
+class OffenderManagerAssignedEvent(EventEnvelopeBase):
+    """CloudEvent of type `offender.manager_assigned`."""
+
+    type: Literal[EventType.OFFENDER_MANAGER_ASSIGNED]
+    data: OffenderManagerAssigned
+
+
 _AnyEvent: TypeAlias = (
     IncidentReportedEvent
     | ChildWelfareCheckedEvent
@@ -648,6 +670,7 @@ _AnyEvent: TypeAlias = (
     | ReturnInterviewSharedEvent
     | CustodyAccommodationRequestedEvent
     | CustodyAccommodationRefusedEvent
+    | OffenderManagerAssignedEvent
 )
 
 Event: TypeAlias = Annotated[_AnyEvent, Field(discriminator="type")]

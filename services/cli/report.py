@@ -20,9 +20,11 @@ import httpx
 import typer
 
 from services.cli.api import TIMEOUT_SECONDS, ApiError
+from services.cli.pack import pack_command
 from services.desk.timeliness import readable
 
 report_app = typer.Typer(help="Reports from the desk.", no_args_is_help=True)
+report_app.command("pack")(pack_command)  # `report pack`: services/cli/pack.py
 
 DEFAULT_URL = "http://127.0.0.1:8084"
 PATH = "/v1/reports/timeliness"

@@ -51,6 +51,7 @@ class Role(StrEnum):
     RESOLVE = "resolve"
     AUDIT = "audit"  # search the audit trail (a data-protection officer)
     ADMIN = "admin"  # see receivers' addresses (emails, webhook URLs) where they are shown
+    LEAD = "lead"  # a strategic lead: the assurance pack of their areas, nothing else
 
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -239,6 +240,16 @@ class Authenticator:
             return cls(parsed.tokens, development=development)
         except TokenConfigError as exc:
             raise TokenConfigError(f"token file {path}: {exc}") from None
+
+    def roles_of(self, name: str) -> frozenset[Role] | None:
+        """Return the roles of the token named `name` (None: no such token), for reports."""
+        found = next((e for _, e in self._entries if e.name == name), None)
+        return None if found is None else found.roles
+
+    def areas_of(self, name: str) -> frozenset[str] | None:
+        """Return the areas the token named `name` is scoped to (None: every area, or none)."""
+        found = next((e for _, e in self._entries if e.name == name), None)
+        return None if found is None else found.areas
 
     def authenticate(self, authorization: str | None) -> Principal | None:
         """Return the caller for an `Authorization: Bearer ...` header, or None."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -19,14 +19,19 @@ from prometheus_client import CollectorRegistry
 from services.common.auth import Authenticator
 from services.common.clock import Clock, SystemClock
 from services.common.metrics import CONTENT_TYPE_LATEST, exposition
-from services.desk import queries
+from services.desk import queries, reports
 from services.desk.actions import Actions
 from services.desk.audit import Auditor
+from services.desk.background import Job, forever
 from services.desk.broker import Publisher
 from services.desk.database import Database
 from services.desk.errors import DatabaseUnavailable
 from services.desk.identity import OidcIdentity
 from services.desk.metrics import DeskMetrics
+from services.desk.pack.gauges import AssuranceGauges
+from services.desk.pack.policy import AssurancePolicy
+from services.desk.pack.schedule import Scheduler
+from services.desk.pack.service import PackMaker
 from services.desk.policy import DeskPolicy
 from services.desk.projector import Projector
 from services.desk.records import Kind, topic_kinds
@@ -68,7 +73,15 @@ class Desk:
     registry: CollectorRegistry
     kinds: dict[str, Kind]
     policy: DeskPolicy
+    assurance: AssurancePolicy
     projector: Projector | None = None
+    jobs: list[Job] = field(default_factory=list)
+    packs: PackMaker = field(init=False)
+    gauges: AssuranceGauges = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.packs = PackMaker(self, self.assurance)
+        self.gauges = AssuranceGauges(self.registry)
 
     async def caught_up_at(self) -> datetime | None:
         """Return when the projection was last known to have read every topic to its end."""
@@ -92,6 +105,20 @@ class Desk:
             )
         return None
 
+    async def refresh_gauges(self) -> None:
+        """Recompute the caseload, on-time and scheduled-send gauges."""
+        async with self.database.read() as connection:
+            await self.gauges.refresh(connection, self.assurance.assurance, self.clock.now())
+
+    async def prune_reports(self) -> None:
+        """Forget the finished obligations past the report's retention."""
+        horizon = self.clock.now() - timedelta(days=self.settings.reports.retention_days)
+        async with self.database.write() as connection:
+            pruned = await reports.prune(connection, horizon)
+        if pruned:
+            self.metrics.pruned.inc(pruned)
+            log.info("report_pruned", obligations=pruned)
+
 
 DESK_KEY = web.AppKey("desk", Desk)
 
@@ -109,7 +136,7 @@ def build(
     auditor = Auditor(publisher, settings.audit_topic, clock)
     kinds = topic_kinds(settings.kafka.topics, settings.audit_topic)
     console = settings.console
-    return Desk(
+    desk = Desk(
         settings=settings,
         auth=auth,
         clock=clock,
@@ -141,6 +168,7 @@ def build(
         registry=registry,
         kinds=kinds,
         policy=DeskPolicy.load(settings.policy_file),
+        assurance=AssurancePolicy.load(settings.policy_file),
         projector=Projector(
             settings,
             Database(settings.database_url.get_secret_value(), settings.db, pooled=False),
@@ -152,6 +180,15 @@ def build(
         if settings.projector.enabled
         else None,
     )
+    desk.jobs.append(
+        Job("report_retention", settings.reports.prune_interval_seconds, desk.prune_reports)
+    )
+    schedule = settings.schedule
+    desk.jobs.append(Job("assurance_gauges", schedule.gauges_interval_seconds, desk.refresh_gauges))
+    if schedule.enabled and settings.policy_file is not None:
+        settings.smtp.check("DESK_")
+        desk.jobs.append(Job("scheduled_sends", schedule.interval_seconds, Scheduler(desk).tick))
+    return desk
 
 
 def create_app(
@@ -159,6 +196,8 @@ def create_app(
 ) -> web.Application:
     """Return the desk's aiohttp application, its projector started with it."""
     from services.desk import api, console, openapi, signin  # noqa: PLC0415 - they need Desk
+    from services.desk.pack import api as pack_api  # noqa: PLC0415
+    from services.desk.pack import console as pack_console  # noqa: PLC0415
 
     desk = build(settings, registry=registry, clock=clock)
     app = web.Application(
@@ -178,25 +217,32 @@ def create_app(
         api.add_routes(app)
         console.add_routes(app)
         signin.add_routes(app)
+        pack_api.add_routes(app)
+        pack_console.add_routes(app)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app
 
 
 PROJECTOR_TASK = web.AppKey("projector_task", asyncio.Task[None])
+JOB_TASKS = web.AppKey("job_tasks", list[asyncio.Task[None]])
 
 
 async def _start(app: web.Application) -> None:
     desk = app[DESK_KEY]
     if desk.projector is not None:
         app[PROJECTOR_TASK] = asyncio.create_task(desk.projector.run(), name="projector")
+    app[JOB_TASKS] = [
+        asyncio.create_task(forever(job, desk.metrics), name=job.name) for job in desk.jobs
+    ]
 
 
 async def _stop(app: web.Application) -> None:
     desk = app[DESK_KEY]
-    task = app.get(PROJECTOR_TASK)
-    if task is not None:
+    tasks = [*app.get(JOB_TASKS, []), *([app[PROJECTOR_TASK]] if PROJECTOR_TASK in app else [])]
+    for task in tasks:
         task.cancel()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await desk.publisher.close()

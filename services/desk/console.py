@@ -34,7 +34,7 @@ from schemas.audit import AuditAction
 from schemas.notifications import ResolutionReason
 from schemas.views import AlertStatus, AlertView
 from services.common.audit import is_identifier
-from services.common.auth import Role
+from services.common.auth import Principal, Role
 from services.common.environment import is_development
 from services.desk import api, audit_search, present, queries, reports
 from services.desk.actions import ActionRequest
@@ -263,15 +263,24 @@ def add_routes(app: web.Application) -> None:
 
 
 async def root(request: web.Request) -> web.Response:
-    """Go to the queue (the audit search for an auditor only), or to sign in."""
+    """Go to the page kept through sign-in or the person's first page, or to sign in."""
     session = await current(request)
     if session is None:
         return redirect("/console/sign-in")
     if not session.principal.has(Role.READ):
-        return redirect("/console/audit")
+        return redirect(home(session.principal))
     response = redirect(kept_target(request) or "/console/queue")
     response.del_cookie(NEXT_COOKIE, path="/console")
     return response
+
+
+def home(principal: Principal) -> str:
+    """Return a person's first page: the queue, else the audit search, else the pack."""
+    if principal.has(Role.READ):
+        return "/console/queue"
+    if principal.has(Role.AUDIT):
+        return "/console/audit"
+    return "/console/reports/pack"
 
 
 async def static(request: web.Request) -> web.Response:

@@ -60,6 +60,8 @@ log = structlog.get_logger(__name__)
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 _ACTOR = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SHOWN_MAX = 128
+# A person signs in for one of these: the alerts, the audit trail, the assurance pack.
+PEOPLES_ROLES = frozenset({Role.READ, Role.AUDIT, Role.LEAD})
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ class OidcIdentity:
         )
         granted = {area for group in held for area in self.settings.group_areas.get(group, [])}
         areas = None if EVERY_AREA in granted else frozenset(granted)
-        if not roles & {Role.READ, Role.AUDIT}:
+        if not roles & PEOPLES_ROLES:
             raise NoAccess(
                 "Your account is not in any group that gives access to Safeguard.", account=name
             )

@@ -80,3 +80,21 @@ class DeskMetrics:
             "Sessions ended because their principal opened more than the cap allows.",
             registry=registry,
         )
+        self.background_failures = Counter(
+            "safeguard_desk_background_failures_total",
+            "Periodic jobs (retention, gauges, scheduled sends) that failed, by job.",
+            ["job"],
+            registry=registry,
+        )
+        self.pruned = Counter(
+            "safeguard_desk_report_pruned_total",
+            "Finished obligations the timeliness report forgot after its retention.",
+            registry=registry,
+        )
+        self.scheduled = Counter(
+            "safeguard_desk_scheduled_sends_total",
+            "Attempts to send a weekly digest or a monthly pack, by kind and outcome "
+            "(sent, failed: retried until sent).",
+            ["kind", "outcome"],
+            registry=registry,
+        )

@@ -242,6 +242,11 @@ def document() -> dict[str, Any]:
         "type": "object",
         "description": "the timeliness report's figures (docs/contract.md section 6)",
     }
+    components["PackFigures"] = {
+        "type": "object",
+        "description": "the assurance pack's figures, canonical JSON whose SHA-256 the "
+        "document prints (docs/contract.md section 6)",
+    }
     alert_filters = [
         _query(
             "order",
@@ -274,6 +279,12 @@ def document() -> dict[str, Any]:
         _query("limit", "1 to 1000 (200)", {"type": "integer", "minimum": 1, "maximum": 1000}),
         _query("cursor", "the previous page's next_cursor"),
         _query("format", "json or csv"),
+    ]
+    pack_params = [
+        _query("period", "a month (2026-07) or a quarter (2026-Q3); required"),
+        _query("area", "an area code (default: the token's one area, or the partnership)"),
+        _query("as_of", "the figures as of this RFC 3339 time (default: now, to the minute)"),
+        _query("format", "json (the figures), html or pdf"),
     ]
     text = {"text/csv": {"schema": {"type": "string"}}}
     return {
@@ -333,6 +344,20 @@ def document() -> dict[str, Any]:
                     },
                 },
                 report_params,
+                **_INVALID,
+            ),
+            "/v1/reports/pack": _get(
+                "assurancePack",
+                "The assurance pack (roles lead and audit): figures, HTML or PDF",
+                {
+                    "description": "the pack; X-Safeguard-Figures-SHA256 is its figures' hash",
+                    "content": {
+                        JSON: {"schema": _ref("PackFigures")},
+                        "text/html": {"schema": {"type": "string"}},
+                        "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                pack_params,
                 **_INVALID,
             ),
             "/v1/audit": _get(

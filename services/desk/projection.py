@@ -6,7 +6,10 @@ same rows:
 
 - alerts and children: the stored view is replaced only by a higher `revision`;
 - obligations: merged by the rules of `services.desk.merge`, written out in SQL;
-- notification events and audit records: inserted once per id, later copies ignored.
+- notification events, audit records, dead letters and refused fulfilments: inserted
+  once per id, later copies ignored;
+- a source's day: the earliest first and the latest last arrival;
+- an offender's manager: replaced only by a later assignment (time, then source and id).
 
 The offsets of the batch's partitions are written in the same transaction: after a crash
 the projector resumes from exactly what was committed (services.desk.projector).
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, literal_column, or_, select, text
+from sqlalchemy import Table, and_, func, literal_column, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,9 +31,13 @@ from services.desk.schema import (
     alerts,
     audit_records,
     children,
+    dead_letters,
     notification_events,
     obligations,
+    offender_managers,
     projector_offsets,
+    refused_fulfilments,
+    source_days,
 )
 
 Partition = tuple[str, int]
@@ -56,8 +63,58 @@ async def write_batch(
     if batch.audit:
         statement = insert(audit_records).on_conflict_do_nothing()
         await connection.execute(statement, [r.values for r in batch.audit.values()])
+    await _assurance(connection, batch)
     if offsets:
         await write_offsets(connection, offsets, caught_up, now)
+
+
+async def _assurance(connection: AsyncConnection, batch: Batch) -> None:
+    """Write the assurance pack's rows: dead letters, sources' days, managers, refusals."""
+    for table, rows in (
+        (dead_letters, [r.values for r in batch.dead_letters.values()]),
+        (refused_fulfilments, [r.values for r in batch.refused.values()]),
+    ):
+        if rows:
+            await connection.execute(insert(table).on_conflict_do_nothing(), rows)
+    if batch.source_days:
+        statement = insert(source_days)
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["source", "day"],
+                set_={
+                    "first_at": func.least(source_days.c.first_at, statement.excluded.first_at),
+                    "last_at": func.greatest(source_days.c.last_at, statement.excluded.last_at),
+                },
+            ),
+            [
+                {"source": d.source, "day": d.day, "first_at": d.first_at, "last_at": d.last_at}
+                for d in batch.source_days.values()
+            ],
+        )
+    if batch.managers:
+        statement = insert(offender_managers)
+        stored = tuple_(
+            offender_managers.c.assigned_at,
+            offender_managers.c.event_source.collate("C"),
+            offender_managers.c.event_id.collate("C"),
+        )
+        given = tuple_(
+            statement.excluded.assigned_at,
+            statement.excluded.event_source.collate("C"),
+            statement.excluded.event_id.collate("C"),
+        )
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["offender_id"],
+                set_={
+                    c.name: statement.excluded[c.name]
+                    for c in offender_managers.columns
+                    if c.name != "offender_id"
+                },
+                where=stored < given,
+            ),
+            [r.values for r in batch.managers.values()],
+        )
 
 
 async def _views(
@@ -88,6 +145,11 @@ def _facts_row(facts: ObligationFacts) -> dict[str, Any]:
         "closed_at": facts.closed_at,
         "close_reason": facts.close_reason,
         "described_at": facts.described_at,
+        "subject_kind": facts.subject_kind,
+        "subject_id": facts.subject_id,
+        "recorded_late_by_seconds": facts.recorded_late_by_seconds,
+        "transfer_requested_at": facts.transfer_requested_at,
+        "transfer_refused_at": facts.transfer_refused_at,
     }
 
 
@@ -95,11 +157,21 @@ def _facts_row(facts: ObligationFacts) -> dict[str, Any]:
 # the new facts.
 _DESCRIPTION = (
     "({t}.described_at, {t}.due_at, {t}.triggered_at, COALESCE({t}.area, '') COLLATE \"C\", "
-    "COALESCE({t}.rule, '') COLLATE \"C\", COALESCE({t}.severity, '') COLLATE \"C\")"
+    "COALESCE({t}.rule, '') COLLATE \"C\", COALESCE({t}.severity, '') COLLATE \"C\", "
+    "COALESCE({t}.subject_kind, '') COLLATE \"C\", COALESCE({t}.subject_id, '') COLLATE \"C\")"
 )
 _NEWER = (
     "excluded.described_at IS NOT NULL AND (obligations.described_at IS NULL OR "
     f"{_DESCRIPTION.format(t='excluded')} > {_DESCRIPTION.format(t='obligations')})"
+)
+# The earliest fulfilment keeps its own recorded lateness; on a tie, the larger.
+_RECORDED_LATE = (
+    "CASE WHEN excluded.fulfilled_at IS NULL THEN obligations.recorded_late_by_seconds "
+    "WHEN obligations.fulfilled_at IS NULL OR excluded.fulfilled_at < obligations.fulfilled_at "
+    "THEN excluded.recorded_late_by_seconds "
+    "WHEN excluded.fulfilled_at = obligations.fulfilled_at THEN "
+    "GREATEST(obligations.recorded_late_by_seconds, excluded.recorded_late_by_seconds) "
+    "ELSE obligations.recorded_late_by_seconds END"
 )
 # Reason codes compare byte-wise (COLLATE "C"), as Python compares them.
 _EARLIER_CLOSURE = (
@@ -110,13 +182,25 @@ _EARLIER_CLOSURE = (
 
 
 async def _obligations(connection: AsyncConnection, facts: list[ObligationFacts]) -> None:
-    described = ("rule", "area", "severity", "triggered_at", "due_at", "described_at")
+    described = (
+        "rule",
+        "area",
+        "severity",
+        "triggered_at",
+        "due_at",
+        "described_at",
+        "subject_kind",
+        "subject_id",
+    )
     set_: dict[str, Any] = {
         name: literal_column(f"CASE WHEN {_NEWER} THEN excluded.{name} ELSE obligations.{name} END")
         for name in described
     }
     set_["breached"] = literal_column("obligations.breached OR excluded.breached")
     set_["fulfilled_at"] = literal_column("LEAST(obligations.fulfilled_at, excluded.fulfilled_at)")
+    set_["recorded_late_by_seconds"] = literal_column(_RECORDED_LATE)
+    for name in ("transfer_requested_at", "transfer_refused_at"):
+        set_[name] = literal_column(f"LEAST(obligations.{name}, excluded.{name})")
     for name in ("closed_at", "close_reason"):
         set_[name] = literal_column(
             f"CASE WHEN {_EARLIER_CLOSURE} THEN excluded.{name} ELSE obligations.{name} END"

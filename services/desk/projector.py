@@ -38,7 +38,7 @@ from services.desk.database import Database
 from services.desk.errors import BrokerUnavailable, DatabaseUnavailable
 from services.desk.metrics import DeskMetrics
 from services.desk.projection import Partition, mark_caught_up, read_offsets, write_batch
-from services.desk.records import Batch, Change, Kind, Skipped, decode
+from services.desk.records import Batch, Change, Kind, Skipped, arrival, decode
 from services.desk.settings import DeskSettings
 
 log = structlog.get_logger(__name__)
@@ -65,6 +65,9 @@ class Backoff:
 
 
 # What a skipped record is dead-lettered as (a tombstone is simply nothing to project).
+# Events and dead letters are read only for figures: risk dead-letters a bad event itself,
+# and a dead letter dead-lettered again would be read again.
+NOT_DEAD_LETTERED = frozenset({Kind.EVENTS, Kind.DEADLETTER})
 DEAD_LETTERED = {
     "invalid_json": DeadLetterReason.INVALID_JSON,
     "invalid_record": DeadLetterReason.INVALID_EVENT,
@@ -206,8 +209,12 @@ class Projector:
 
     @staticmethod
     def _decoded(kind: Kind, record: Any) -> Decoded:  # noqa: ANN401 - aiokafka's records
-        changes = decode(kind, record.value)
-        if isinstance(changes, Skipped) and changes.reason in DEAD_LETTERED:
+        changes = decode(kind, record.value, arrival(record.timestamp))
+        if (
+            isinstance(changes, Skipped)
+            and changes.reason in DEAD_LETTERED
+            and kind not in NOT_DEAD_LETTERED
+        ):
             return Decoded(record.offset, changes, record.key, record.value)
         return Decoded(record.offset, changes)
 

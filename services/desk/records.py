@@ -1,22 +1,35 @@
 """What each record of the projector's topics changes in the read side: pure decoding.
 
-`decode(kind, value)` turns one Kafka record's value into the changes it makes, or a
-`Skipped` with a bounded reason (a metric label; the payload is never logged). `Batch`
-gathers a batch's changes, reduced per key so one statement writes each row once:
-views keep the highest revision, obligations are merged (services.desk.merge), events
-and audit records keep the first of each id.
+`decode(kind, value, arrived)` turns one Kafka record's value into the changes it makes,
+or a `Skipped` with a bounded reason (a metric label; the payload is never logged).
+`Batch` gathers a batch's changes, reduced per key so one statement writes each row
+once: views keep the highest revision, obligations are merged (services.desk.merge),
+events, audit records, dead letters and refused fulfilments keep the first of each id,
+a source's day keeps its first and last arrival, an offender its latest manager.
+
+From the events topic the desk keeps two things only: when each source's events arrive
+(the record's timestamp, for sources gone silent) and offender manager assignments (for
+caseloads, which no single risk worker can count: an offender's events are on its own
+partition). Only the envelope's `type` and `source` are read of any other event.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from schemas.audit import AuditEvent
+from schemas.deadletter import DeadLetter
+from schemas.envelope import EventType
 from schemas.errors import InvalidEvent, MalformedJSON
+from schemas.events import OffenderManagerAssignedEvent, parse_event_json
 from schemas.notifications import AlertClosedEvent, parse_notification
 from schemas.outcomes import OutcomeEvent
 from schemas.views import AlertView, AlertViewEvent, ChildViewEvent
@@ -36,6 +49,8 @@ class Kind(StrEnum):
     OUTCOMES = "outcomes"
     NOTIFICATIONS = "notifications"
     AUDIT = "audit"
+    DEADLETTER = "deadletter"
+    EVENTS = "events"
 
 
 def topic_kinds(topics: Topics, audit_topic: str) -> dict[str, Kind]:
@@ -46,7 +61,18 @@ def topic_kinds(topics: Topics, audit_topic: str) -> dict[str, Kind]:
         topics.outcomes: Kind.OUTCOMES,
         topics.notifications: Kind.NOTIFICATIONS,
         audit_topic: Kind.AUDIT,
+        topics.deadletter: Kind.DEADLETTER,
+        topics.events: Kind.EVENTS,
     }
+
+
+# A source is a system's URI: one that is not kept, so free text never reaches a table.
+_SOURCE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}:[A-Za-z0-9._:/~%@!$&'()*+,;=-]{1,220}$")
+
+
+def bounded_source(value: object) -> str | None:
+    """Return `value` when it reads as a source URI, else None (never free text)."""
+    return value if isinstance(value, str) and _SOURCE.fullmatch(value) else None
 
 
 @dataclass(frozen=True)
@@ -90,7 +116,52 @@ class AuditRow:
     values: dict[str, Any]
 
 
-Change = AlertRow | ChildRow | EventRow | AuditRow | ObligationFacts
+@dataclass(frozen=True)
+class DeadLetterRow:
+    """One dead letter, by the original record's position; no payload."""
+
+    key: tuple[str, int, int]
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceDay:
+    """A source's events arriving on one UTC day: the first and last arrival."""
+
+    source: str
+    day: date
+    first_at: datetime
+    last_at: datetime
+
+
+@dataclass(frozen=True)
+class ManagerRow:
+    """An offender's manager as one assignment states it."""
+
+    offender_id: str
+    order: tuple[datetime, str, str]
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RefusedRow:
+    """A fulfilment from a source the policy does not accept for the rule (no content)."""
+
+    key: tuple[str, str, str, datetime]
+    values: dict[str, Any]
+
+
+Change = (
+    AlertRow
+    | ChildRow
+    | EventRow
+    | AuditRow
+    | ObligationFacts
+    | DeadLetterRow
+    | SourceDay
+    | ManagerRow
+    | RefusedRow
+)
 
 
 def _model(model: type[BaseModel], value: bytes) -> BaseModel | Skipped:
@@ -136,52 +207,159 @@ def alert_row(view: AlertView) -> AlertRow:
     )
 
 
-def decode(kind: Kind, value: bytes | None) -> list[Change] | Skipped:  # noqa: PLR0911 - one answer per kind
-    """Return the changes one record makes, or why it makes none."""
+def decode(
+    kind: Kind, value: bytes | None, arrived: datetime | None = None
+) -> list[Change] | Skipped:
+    """Return the changes one record makes, or why it makes none.
+
+    `arrived`: the record's timestamp (when it reached the broker), for the events topic.
+    """
     if value is None:
         # A compacted topic's deletion marker: the desk keeps its history.
         return Skipped("tombstone")
-    if kind is Kind.ALERT_VIEWS:
-        event = _model(AlertViewEvent, value)
-        if isinstance(event, Skipped):
-            return event
-        assert isinstance(event, AlertViewEvent)  # noqa: S101 - the model asked for
-        view = event.data
-        changes: list[Change] = [alert_row(view)]
-        if view.closure is not None:
-            changes.append(
-                from_closure(view.alert.alert_id, view.closure.closed_at, view.closure.reason)
-            )
-        return changes
-    if kind is Kind.CHILD_VIEWS:
-        child = _model(ChildViewEvent, value)
-        if isinstance(child, Skipped):
-            return child
-        assert isinstance(child, ChildViewEvent)  # noqa: S101
-        data = child.data
-        return [
-            ChildRow(
-                child_id=data.child_id,
-                revision=data.revision,
+    if kind is Kind.EVENTS:
+        return _event(value, arrived)
+    return _DECODERS[kind](value)
+
+
+def _alert_view(value: bytes) -> list[Change] | Skipped:
+    event = _model(AlertViewEvent, value)
+    if isinstance(event, Skipped):
+        return event
+    assert isinstance(event, AlertViewEvent)  # noqa: S101 - the model asked for
+    view = event.data
+    changes: list[Change] = [alert_row(view)]
+    if view.closure is not None:
+        changes.append(
+            from_closure(view.alert.alert_id, view.closure.closed_at, view.closure.reason)
+        )
+    return changes
+
+
+def _outcome(value: bytes) -> list[Change] | Skipped:
+    outcome = _model(OutcomeEvent, value)
+    if isinstance(outcome, Skipped):
+        return outcome
+    assert isinstance(outcome, OutcomeEvent)  # noqa: S101
+    return [from_outcome(outcome.data)]
+
+
+def _child_view(value: bytes) -> list[Change] | Skipped:
+    child = _model(ChildViewEvent, value)
+    if isinstance(child, Skipped):
+        return child
+    assert isinstance(child, ChildViewEvent)  # noqa: S101
+    data = child.data
+    refused: list[Change] = [
+        RefusedRow(
+            key=(data.child_id, r.rule, r.source, r.at),
+            values={
+                "child_id": data.child_id,
+                "rule": r.rule,
+                "source": r.source,
+                "at": r.at,
+                "recorded_at": r.recorded_at,
+                "area": r.area,
+            },
+        )
+        for r in data.refused_fulfilments
+    ]
+    return [
+        *refused,
+        ChildRow(
+            child_id=data.child_id,
+            revision=data.revision,
+            values={
+                "child_id": data.child_id,
+                "revision": data.revision,
+                "as_of": data.as_of,
+                "level": data.level,
+                "score": data.score,
+                "view": data.model_dump(mode="json", exclude_none=True),
+            },
+        ),
+    ]
+
+
+def _dead_letter(value: bytes) -> list[Change] | Skipped:
+    letter = _model(DeadLetter, value)
+    if isinstance(letter, Skipped):
+        return letter
+    assert isinstance(letter, DeadLetter)  # noqa: S101
+    source = None
+    if letter.value is not None:
+        try:
+            original = msgspec.json.decode(letter.value)
+        except msgspec.DecodeError:
+            original = None
+        if isinstance(original, dict):
+            source = bounded_source(original.get("source"))
+    return [
+        DeadLetterRow(
+            key=(letter.topic, letter.partition, letter.offset),
+            values={
+                "topic": letter.topic,
+                "partition": letter.partition,
+                "offset": letter.offset,
+                "failed_at": letter.failed_at,
+                "reason": letter.reason.value,
+                "source": source,
+            },
+        )
+    ]
+
+
+class _Envelope(msgspec.Struct):
+    """The two attributes read of every event (the rest is not decoded into anything)."""
+
+    type: str
+    source: str
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+def _event(value: bytes, arrived: datetime | None) -> list[Change] | Skipped:
+    try:
+        envelope = _ENVELOPE.decode(value)
+    except msgspec.ValidationError:
+        return Skipped("invalid_record")
+    except msgspec.DecodeError:
+        return Skipped("invalid_json")
+    changes: list[Change] = []
+    source = bounded_source(envelope.source)
+    if source is not None and arrived is not None:
+        changes.append(SourceDay(source, arrived.date(), arrived, arrived))
+    if envelope.type == EventType.OFFENDER_MANAGER_ASSIGNED.value:
+        try:
+            event = parse_event_json(value)
+        except (InvalidEvent, MalformedJSON):
+            # Risk dead-letters it: counted there, not twice here.
+            return changes
+        assert isinstance(event, OffenderManagerAssignedEvent)  # noqa: S101
+        data = event.data
+        changes.append(
+            ManagerRow(
+                offender_id=data.offender_id,
+                order=(event.time, event.source, event.id),
                 values={
-                    "child_id": data.child_id,
-                    "revision": data.revision,
-                    "as_of": data.as_of,
-                    "level": data.level,
-                    "score": data.score,
-                    "view": data.model_dump(mode="json", exclude_none=True),
+                    "offender_id": data.offender_id,
+                    "manager_id": data.manager_id,
+                    "area": data.area,
+                    "assigned_at": event.time,
+                    "event_source": event.source,
+                    "event_id": event.id,
                 },
             )
-        ]
-    if kind is Kind.OUTCOMES:
-        outcome = _model(OutcomeEvent, value)
-        if isinstance(outcome, Skipped):
-            return outcome
-        assert isinstance(outcome, OutcomeEvent)  # noqa: S101
-        return [from_outcome(outcome.data)]
-    if kind is Kind.NOTIFICATIONS:
-        return _notification(value)
-    return _audit(value)
+        )
+    return changes
+
+
+def arrival(timestamp_ms: int | None) -> datetime | None:
+    """Return a Kafka record's timestamp as a UTC time (None when it has none)."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return None
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
 def _notification(value: bytes) -> list[Change] | Skipped:
@@ -232,6 +410,16 @@ def _audit(value: bytes) -> list[Change] | Skipped:
     ]
 
 
+_DECODERS: dict[Kind, Callable[[bytes], list[Change] | Skipped]] = {
+    Kind.ALERT_VIEWS: _alert_view,
+    Kind.CHILD_VIEWS: _child_view,
+    Kind.OUTCOMES: _outcome,
+    Kind.NOTIFICATIONS: _notification,
+    Kind.AUDIT: _audit,
+    Kind.DEADLETTER: _dead_letter,
+}
+
+
 @dataclass
 class Batch:
     """A batch's changes, one per row: what one transaction writes."""
@@ -241,8 +429,12 @@ class Batch:
     obligations: dict[str, ObligationFacts] = field(default_factory=dict)
     events: dict[str, EventRow] = field(default_factory=dict)
     audit: dict[tuple[str, str], AuditRow] = field(default_factory=dict)
+    dead_letters: dict[tuple[str, int, int], DeadLetterRow] = field(default_factory=dict)
+    source_days: dict[tuple[str, date], SourceDay] = field(default_factory=dict)
+    managers: dict[str, ManagerRow] = field(default_factory=dict)
+    refused: dict[tuple[str, str, str, datetime], RefusedRow] = field(default_factory=dict)
 
-    def add(self, change: Change) -> None:
+    def add(self, change: Change) -> None:  # noqa: C901 - one fold per kind of row
         """Fold one change in: the newest view, the merged facts, the first event."""
         if isinstance(change, AlertRow):
             held = self.alerts.get(change.alert_id)
@@ -259,8 +451,28 @@ class Batch:
             )
         elif isinstance(change, EventRow):
             self.events.setdefault(change.event_id, change)
-        else:
+        elif isinstance(change, AuditRow):
             self.audit.setdefault(change.key, change)
+        elif isinstance(change, DeadLetterRow):
+            self.dead_letters.setdefault(change.key, change)
+        elif isinstance(change, SourceDay):
+            day = self.source_days.get((change.source, change.day))
+            self.source_days[change.source, change.day] = (
+                change
+                if day is None
+                else SourceDay(
+                    change.source,
+                    change.day,
+                    min(day.first_at, change.first_at),
+                    max(day.last_at, change.last_at),
+                )
+            )
+        elif isinstance(change, ManagerRow):
+            assigned = self.managers.get(change.offender_id)
+            if assigned is None or change.order > assigned.order:
+                self.managers[change.offender_id] = change
+        else:
+            self.refused.setdefault(change.key, change)
 
     def __len__(self) -> int:
         return (
@@ -269,4 +481,8 @@ class Batch:
             + len(self.obligations)
             + len(self.events)
             + len(self.audit)
+            + len(self.dead_letters)
+            + len(self.source_days)
+            + len(self.managers)
+            + len(self.refused)
         )

@@ -191,12 +191,12 @@ area {{ q.area }}{% endif %}; as of {{ report.generated_at.strftime("%d %b %Y %H
 
 <h2>Figures per rule and area</h2>
 <table class="figures">
-<thead><tr><th>Rule</th><th>Area</th><th>Due</th><th>On time</th><th>Late</th><th>Open, overdue</th>
+<thead><tr><th>Rule</th><th>Area</th><th>Due</th><th>On time</th><th>On time as claimed, recorded late</th><th>Late</th><th>Open, overdue</th>
 <th>Closed by hand</th><th>Not yet due</th><th>% on time</th><th>Median late</th><th>90th pct late</th><th>Over {{ over }}</th></tr></thead>
 <tbody>
 {% for row in body.rows %}
 <tr><td>{{ row.rule }}</td><td>{{ row.area or "(none)" }}</td><td>{{ row.due }}</td><td>{{ row.met_on_time }}</td>
-<td>{{ row.met_late }}</td><td>{{ row.open_overdue }}</td>
+<td>{{ row.met_recorded_late }}</td><td>{{ row.met_late }}</td><td>{{ row.open_overdue }}</td>
 <td>{{ row.closed_by_hand }}{% for reason, n in row.closed_by_hand_by_reason.items() %}{% if loop.first %} ({% endif %}{{ reason }} {{ n }}{% if not loop.last %}, {% else %}){% endif %}{% endfor %}</td>
 <td>{{ row.not_yet_due }}</td><td>{{ "–" if row.on_time_percent is none else row.on_time_percent ~ "%" }}</td>
 <td>{{ row.lateness_median_seconds | duration }}</td><td>{{ row.lateness_p90_seconds | duration }}</td>
@@ -204,6 +204,17 @@ area {{ q.area }}{% endif %}; as of {{ report.generated_at.strftime("%d %b %Y %H
 {% endfor %}
 </tbody>
 </table>
+{% set custody = body.rows | selectattr("transfers", "defined") | list %}
+{% if custody %}
+<h2>Children in custody: transfers to local-authority accommodation</h2>
+<table class="figures">
+<thead><tr><th>Area</th><th>Requested</th><th>Made</th><th>Refused</th></tr></thead>
+<tbody>
+{% for row in custody %}<tr><td>{{ row.area or "(none)" }}</td><td>{{ row.transfers.requested }}</td><td>{{ row.transfers.made }}</td><td>{{ row.transfers.refused }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% endif %}
 <p class="meta">The same figures by month: CSV (<code>Accept: text/csv</code>) or JSON
 (<code>GET /v1/reports/timeliness</code>).</p>
 </div>

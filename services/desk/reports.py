@@ -5,6 +5,10 @@
 read from the projected `obligations` table (the caller's areas applied in SQL) and
 counted by the pure `services.desk.timeliness.timeliness`, in a thread: a year of a
 large force's obligations takes a moment to count, and the event loop serves meanwhile.
+
+The report forgets a finished obligation (fulfilled, or closed by hand) once its last
+date is older than `DESK_REPORTS__RETENTION_DAYS` (three years): `prune` deletes them in
+SQL; an open obligation is kept however old.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.audit import is_identifier
@@ -127,6 +131,9 @@ async def states(
             obligations.c.fulfilled_at,
             obligations.c.closed_at,
             obligations.c.close_reason,
+            obligations.c.recorded_late_by_seconds,
+            obligations.c.transfer_requested_at,
+            obligations.c.transfer_refused_at,
         ).where(*conditions)
     )
     return [
@@ -138,6 +145,9 @@ async def states(
             fulfilled=_epoch(row.fulfilled_at),
             closed=_epoch(row.closed_at),
             reason=row.close_reason,
+            recorded_late=row.recorded_late_by_seconds is not None,
+            transfer_requested=row.transfer_requested_at is not None,
+            transfer_refused=row.transfer_refused_at is not None,
         )
         for row in result
     ]
@@ -149,3 +159,21 @@ async def report(
     """Return the report of what `query` asks for, of the areas `principal` may see."""
     found = await states(connection, query, principal)
     return await asyncio.to_thread(timeliness, found, query, now, principal.may_see_area)
+
+
+async def prune(connection: AsyncConnection, horizon: datetime) -> int:
+    """Delete finished obligations whose last date is before `horizon`; return how many.
+
+    Finished: fulfilled, or closed by hand (a closure of an alert no outcome described
+    included). The last of the due, fulfilment and closure times decides; an open
+    obligation is never deleted.
+    """
+    o = obligations.c
+    result = await connection.execute(
+        delete(obligations).where(
+            or_(o.fulfilled_at.is_not(None), o.closed_at.is_not(None)),
+            or_(o.due_at < horizon, o.due_at.is_(None)),
+            func.greatest(o.due_at, o.fulfilled_at, o.closed_at) < horizon,
+        )
+    )
+    return int(result.rowcount or 0)

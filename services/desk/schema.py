@@ -2,8 +2,8 @@
 
 The schema itself is owned by the Alembic migrations (`migrations/versions/`); a test
 compares the migrated database with this metadata, so the two cannot drift apart.
-Subject ids are stored only where a page needs them (alerts, children, audit records);
-the report's obligations and the analysts' views hold none.
+Subject ids are stored only where a page needs them (alerts, children, audit records, the
+assurance pack's oldest open cases); the analysts' views hold none.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -105,6 +107,11 @@ obligations = Table(
     Column("closed_at", Stamp),
     Column("close_reason", Text),
     Column("described_at", Stamp),
+    Column("subject_kind", Text),
+    Column("subject_id", Text),
+    Column("recorded_late_by_seconds", Float),
+    Column("transfer_requested_at", Stamp),
+    Column("transfer_refused_at", Stamp),
     Index("ix_obligations_due", "due_at"),
 )
 
@@ -187,4 +194,86 @@ sign_in_counts = Table(
     Column("window_start", Stamp, primary_key=True),
     Column("count", Integer, nullable=False),
     Index("ix_sign_in_counts_window", "window_start"),
+)
+
+#: Dead letters by the original record's position: why, when, and the source of the
+#: original event when it could be read. Never the payload.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("failed_at", Stamp, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", Text),
+    Index("ix_dead_letters_failed", "failed_at"),
+)
+
+#: The first and last arrival on the events topic per source and UTC day (sources gone
+#: silent); times rather than counts, so a replay changes nothing.
+source_days = Table(
+    "source_days",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("first_at", Stamp, nullable=False),
+    Column("last_at", Stamp, nullable=False),
+)
+
+#: Each offender's latest manager assignment (`offender.manager_assigned`), for caseloads.
+offender_managers = Table(
+    "offender_managers",
+    metadata,
+    Column("offender_id", Text, primary_key=True),
+    Column("manager_id", Text, nullable=False),
+    Column("area", Text, nullable=False),
+    Column("assigned_at", Stamp, nullable=False),
+    Column("event_source", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Index("ix_offender_managers_area", "area", "manager_id"),
+)
+
+#: Fulfilments from sources the policy does not accept for the rule (from child views).
+refused_fulfilments = Table(
+    "refused_fulfilments",
+    metadata,
+    Column("child_id", Text, primary_key=True),
+    Column("rule", Text, primary_key=True),
+    Column("source", Text, primary_key=True),
+    Column("at", Stamp, primary_key=True),
+    Column("recorded_at", Stamp, nullable=False),
+    Column("area", Text),
+    Index("ix_refused_fulfilments_recorded", "recorded_at"),
+)
+
+#: Weekly digests and monthly packs: one row per (kind, period, area), sent exactly when
+#: `status` is `sent`; any desk pod takes a due row under a lease and retries until sent.
+scheduled_sends = Table(
+    "scheduled_sends",
+    metadata,
+    Column("kind", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("area", Text, primary_key=True),
+    Column("due_at", Stamp, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", Stamp, nullable=False),
+    Column("leased_until", Stamp),
+    Column("sent_at", Stamp),
+    Column("last_error", Text),
+    Column("figures_sha256", Text),
+    Index(
+        "ix_scheduled_sends_due",
+        "next_attempt_at",
+        postgresql_where=text("status <> 'sent'"),
+    ),
+)
+
+#: When each schedule began: periods due before it are never sent.
+schedule_epochs = Table(
+    "schedule_epochs",
+    metadata,
+    Column("kind", Text, primary_key=True),
+    Column("started_at", Stamp, nullable=False),
 )

@@ -13,6 +13,7 @@ from services.common.audit import AUDIT_TOPIC
 from services.common.auth import Authenticator, Role
 from services.common.environment import is_development, refuse_outside_development
 from services.common.kafka import KafkaSettings
+from services.common.smtp import SmtpSettings
 
 EVERY_AREA = "*"
 GroupName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -149,6 +150,36 @@ class SignInSettings(BaseModel):
     )
 
 
+class ReportsSettings(BaseModel):
+    """The timeliness report's retention (`DESK_REPORTS__*`)."""
+
+    retention_days: int = Field(
+        default=1096,
+        ge=1,
+        description="a finished obligation leaves the report this long after its last date",
+    )
+    prune_interval_seconds: float = Field(
+        default=3600, gt=0, description="how often each desk pod deletes what has expired"
+    )
+
+
+class ScheduleSettings(BaseModel):
+    """The weekly digests and monthly packs (`DESK_SCHEDULE__*`); when is policy."""
+
+    enabled: bool = Field(
+        default=True, description="send them (they need DESK_POLICY_FILE for recipients)"
+    )
+    interval_seconds: float = Field(default=30, gt=0, description="how often a pod looks")
+    lease_seconds: float = Field(
+        default=600, gt=0, description="how long a pod holds a send it took before another may"
+    )
+    retry_initial_seconds: float = Field(default=60, gt=0)
+    retry_max_seconds: float = Field(default=3600, gt=0)
+    gauges_interval_seconds: float = Field(
+        default=60, gt=0, description="how often the caseload and on-time gauges are recomputed"
+    )
+
+
 class DeskSettings(BaseSettings):
     """Every setting of the desk."""
 
@@ -166,8 +197,9 @@ class DeskSettings(BaseSettings):
     audit_topic: str = Field(default=AUDIT_TOPIC, description="topic of the audit trail")
     policy_file: Path | None = Field(
         default=None,
-        description="the policy file notify uses (its time zone, guidance and rota); unset: "
-        "times in Europe/London, no guidance, no on-duty panel",
+        description="the policy file notify uses (time zone, guidance, rota, its `assurance` "
+        "section, receivers); unset: times in Europe/London, no guidance, no on-duty panel, "
+        "the assurance defaults and nobody to send digests or packs to",
     )
     publish_timeout_seconds: float = Field(
         default=5.0, gt=0, description="how long a request waits for the broker before 503"
@@ -196,6 +228,9 @@ class DeskSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="larger request bodies are refused (413)"
     )
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -30,7 +30,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from services.common.auth import Role
 from services.desk.app import DESK_KEY, Desk
 from services.desk.console import (
     HEADERS,
@@ -43,7 +42,7 @@ from services.desk.console import (
     secure_cookies,
 )
 from services.desk.errors import Forbidden, SignInFailed
-from services.desk.identity import NoAccess
+from services.desk.identity import PEOPLES_ROLES, NoAccess
 from services.desk.sessions import (
     ATTEMPT_COOKIE,
     PRE_SESSION_COOKIE,
@@ -123,7 +122,7 @@ def _form(request: web.Request, desk: Desk, pre: str | None, **extra: Any) -> st
 async def sign_in_page(request: web.Request) -> web.StreamResponse:
     """Show the ways to sign in (with a double-submit value against login CSRF)."""
     if await current(request) is not None:
-        return redirect("/console/queue")
+        return redirect("/console")
     desk = request.app[DESK_KEY]
     pre = request.cookies.get(PRE_SESSION_COOKIE) or secrets.token_urlsafe(32)
     response = web.Response(
@@ -153,7 +152,8 @@ async def _signed_in(request: web.Request, who: SignedIn, *, cross_site: bool) -
     session_id, _session = await desk.sessions.start(who)
     request[ACTOR_KEY] = principal.name
     log.info("console_signed_in", principal=principal.name, kind=principal.kind)
-    where = "/console/queue" if principal.has(Role.READ) else "/console/audit"
+    # The console's root goes on to the page kept through sign-in, or the person's first.
+    where = "/console"
     if cross_site:
         response = page(render("signed_in.html", **base(request, None, where=where)))
     else:
@@ -178,9 +178,9 @@ async def sign_in_with_token(request: web.Request) -> web.Response:
     if who is None:
         await _failed(request, keys)
         raise SignInFailed("That token is not valid.")
-    if not (who.principal.has(Role.READ) or who.principal.has(Role.AUDIT)):
+    if not who.principal.roles & PEOPLES_ROLES:
         await _failed(request, Keys(client=keys.client, account=who.principal.name))
-        raise Forbidden("This token may not read alerts or the audit trail.")
+        raise Forbidden("This token may not read alerts, the audit trail or assurance packs.")
     return await _signed_in(request, who, cross_site=False)
 
 

@@ -1,17 +1,20 @@
 """The timeliness report: a pure function of obligation states, a period and filters.
 
 The states come from the projected `obligations` table (services.desk.reports), one per
-obligation, with the figures exactly as notify's report computed them.
+obligation; each is classified by the one classifier the services share
+(`services.common.timeliness.classify`).
 
 For the obligations *due* in the period (`from` <= due < `to`, UTC), per rule and area,
 per month of the due time, per rule, and in total:
 
 - `due`: obligations due in the period and judged by now (due already, or met early);
   those still open with time left are `not_yet_due` and in no other figure;
-- `met_on_time` (fulfilled at or before the due time), `met_late`, `open_overdue`
-  (nothing yet, past due), `closed_by_hand` (a person closed the alert without the
-  fulfilling event; by reason code): these four add up to `due`. A fulfilment wins
-  over a closure by hand: it is the fact the rule asked for;
+- `met_on_time` (fulfilled at or before the due time), `met_recorded_late` (on time as
+  claimed, but recorded after the deadline and more than the policy's tolerance after
+  the time it claims: a backdated record, never counted as on time), `met_late`,
+  `open_overdue` (nothing yet, past due), `closed_by_hand` (a person closed the alert
+  without the fulfilling event; by reason code): these five add up to `due`. A
+  fulfilment wins over a closure by hand: it is the fact the rule asked for;
 - `on_time_percent`: `met_on_time / due`. A closure by hand is never on time: an alert
   is only raised once the deadline has passed;
 - `lateness_median_seconds`, `lateness_p90_seconds`: how far past the due time, over
@@ -21,7 +24,10 @@ per month of the due time, per rule, and in total:
   obligations (`measured`), how many took longer than `over` from their trigger to
   their fulfilment (or to now, still open). That is what the inspectors counted: the
   delay between the incident and the referral. Closures by hand are left out of it:
-  their delay is not known.
+  their delay is not known;
+- `transfers` (groups holding `child-in-custody` obligations, due in the period whether
+  judged yet or not): local-authority accommodation `requested`, `made` (the obligation
+  met) and `refused`, as the Concordat on Children in Custody asks forces to count.
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from typing import Any
 
 from services.common.csv_cells import safe_row
 from services.common.durations import format_duration
+from services.common.timeliness import Timeliness, classify
 
 NO_AREA = ""  # an obligation without an area (shown as "(none)")
+CUSTODY = "child-in-custody"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,9 @@ class ObligationState:
     fulfilled: float | None = None
     closed: float | None = None
     reason: str | None = None
+    recorded_late: bool = False
+    transfer_requested: bool = False
+    transfer_refused: bool = False
 
     @property
     def known(self) -> bool:
@@ -87,10 +98,15 @@ class Figures:
 
     due: int = 0
     met_on_time: int = 0
+    met_recorded_late: int = 0
     met_late: int = 0
     open_overdue: int = 0
     closed_by_hand: int = 0
     not_yet_due: int = 0
+    custody: bool = False
+    transfers_requested: int = 0
+    transfers_made: int = 0
+    transfers_refused: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     lateness: list[float] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
@@ -108,9 +124,10 @@ class Figures:
     def to_json(self, over: timedelta) -> dict[str, Any]:
         """Return the figures as the API gives them."""
         n = self.over(over)
-        return {
+        body: dict[str, Any] = {
             "due": self.due,
             "met_on_time": self.met_on_time,
+            "met_recorded_late": self.met_recorded_late,
             "met_late": self.met_late,
             "open_overdue": self.open_overdue,
             "closed_by_hand": self.closed_by_hand,
@@ -123,6 +140,13 @@ class Figures:
             "measured": len(self.delays),
             "sentence": sentence(n, len(self.delays), over),
         }
+        if self.custody:
+            body["transfers"] = {
+                "requested": self.transfers_requested,
+                "made": self.transfers_made,
+                "refused": self.transfers_refused,
+            }
+        return body
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -208,6 +232,7 @@ CSV_COLUMNS = (
     "area",
     "due",
     "met_on_time",
+    "met_recorded_late",
     "met_late",
     "open_overdue",
     "closed_by_hand",
@@ -219,6 +244,9 @@ CSV_COLUMNS = (
     "over",
     "measured",
     "sentence",
+    "transfers_requested",
+    "transfers_made",
+    "transfers_refused",
 )
 
 
@@ -232,11 +260,15 @@ def to_csv(report: Report) -> str:
     lines = [(period, row) for row in body["rows"]] + [(m["month"], m) for m in body["months"]]
     for when, row in lines:
         reasons = ";".join(f"{k}={v}" for k, v in row["closed_by_hand_by_reason"].items())
+        transfers = row.get("transfers") or {}
         values = {
             **row,
             "period": when,
             "area": row["area"] or "",
             "closed_by_hand_by_reason": reasons,
+            "transfers_requested": transfers.get("requested"),
+            "transfers_made": transfers.get("made"),
+            "transfers_refused": transfers.get("refused"),
         }
         writer.writerow(safe_row(["" if values[c] is None else values[c] for c in CSV_COLUMNS]))
     return out.getvalue()
@@ -296,32 +328,45 @@ def _groups(report: Report, rule: str, area: str | None, day: int) -> list[Figur
 def _count(state: ObligationState, now: float, groups: list[Figures]) -> float | None:
     """Add one obligation to each group; return its lateness when it has one."""
     due, triggered = state.due or 0.0, state.triggered or 0.0
-    if state.fulfilled is None and state.closed is None and due > now:
+    if state.rule == CUSTODY:
+        _transfers(state, groups)
+    judged = classify(
+        due,
+        state.fulfilled,
+        now,
+        closed_by_hand=state.closed is not None,
+        recorded_late=state.recorded_late,
+    )
+    if judged is Timeliness.NOT_YET_DUE:
         for f in groups:
             f.not_yet_due += 1
         return None
-    if state.fulfilled is None and state.closed is not None:
+    if judged is Timeliness.CLOSED_BY_HAND:
         for f in groups:
             f.due += 1
             f.closed_by_hand += 1
             f.reasons[state.reason or "unspecified"] += 1
         return None
-    # Met (on time or late), or still open past its due time: both have a lateness.
+    # Met (on time, recorded late or late), or still open past its due time: each has a
+    # lateness past the due time as the fulfilment claims it (0 when on time).
     end = state.fulfilled if state.fulfilled is not None else now
     lateness, delay = max(0.0, end - due), end - triggered
-    figure = (
-        "open_overdue"
-        if state.fulfilled is None
-        else "met_on_time"
-        if state.fulfilled <= due
-        else "met_late"
-    )
+    figure = judged.value
     for f in groups:
         f.due += 1
         setattr(f, figure, getattr(f, figure) + 1)
         f.lateness.append(lateness)
         f.delays.append(delay)
     return lateness
+
+
+def _transfers(state: ObligationState, groups: list[Figures]) -> None:
+    """Count a custody's transfer requested, made and refused in each group."""
+    for f in groups:
+        f.custody = True
+        f.transfers_requested += state.transfer_requested
+        f.transfers_made += state.fulfilled is not None
+        f.transfers_refused += state.transfer_refused
 
 
 def _bucket(lateness: float) -> str:

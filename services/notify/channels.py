@@ -9,8 +9,9 @@ Redirects are not followed: a 3xx would re-post the body and signature to an add
 nobody configured, so it is a failed attempt, final at once (it would redirect again).
 Only `https://` receivers outside development mode (services.common.environment).
 
-Email: SMTP through the standard library in a worker thread (STARTTLS, implicit TLS and
-login are settings). A login without TLS is refused when the settings are read.
+Email: SMTP through the standard library in a worker thread (services.common.smtp, which
+the desk's digests share: STARTTLS, implicit TLS and login are settings). A login
+without TLS is refused when the settings are read.
 """
 
 from __future__ import annotations
@@ -19,20 +20,18 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import smtplib
-import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel, Field, SecretStr
 
 from schemas.notifications import FailureReason
+from services.common import smtp
 from services.common.clock import Clock
 from services.common.environment import is_development, refuse_outside_development
+from services.common.smtp import SmtpSettings
 from services.notify.retry import parse_retry_after
 
 ID_HEADER = "webhook-id"
@@ -45,7 +44,6 @@ HTTP_OK_MIN, HTTP_OK_MAX = 200, 299
 HTTP_REDIRECT_MIN, HTTP_REDIRECT_MAX = 300, 399
 HTTP_TOO_MANY = 429
 HTTP_SERVER_ERROR = 500
-SMTP_PERMANENT = 500
 
 
 @dataclass(frozen=True)
@@ -226,39 +224,6 @@ class WebhookChannel:
         await self._http.close()
 
 
-class SmtpSettings(BaseModel):
-    """How to reach the mail relay (`NOTIFY_SMTP__*`)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = Field(
-        default="starttls",
-        description="`starttls` upgrades a plain connection; `tls` is implicit TLS (465)",
-    )
-    username: str | None = None
-    password: SecretStr | None = None
-    sender: str = "safeguard-alerts@localhost"
-    cafile: str | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
-
-    def check(self) -> None:
-        """Refuse a login over a connection without TLS (in every mode).
-
-        A password over a plain connection is readable by anyone on the path. Checked
-        here, not by a validator: pydantic's error would print the input, password
-        included.
-        """
-        if self.username is not None and self.security == "none":
-            raise SmtpConfigError(
-                "SMTP login needs TLS: set NOTIFY_SMTP__SECURITY to starttls or tls, "
-                "or remove NOTIFY_SMTP__USERNAME"
-            )
-
-
-class SmtpConfigError(ValueError):
-    """The SMTP settings are unsafe (a login without TLS)."""
-
-
 class EmailChannel:
     """Hands one message to the SMTP relay per attempt (smtplib, in a thread)."""
 
@@ -270,54 +235,13 @@ class EmailChannel:
         """Send once. 4xx replies and connection errors may be retried; 5xx are final."""
         return await asyncio.to_thread(self._send, message, time_limit)
 
-    def _send(self, message: EmailMessage, time_limit: float) -> Attempt:  # noqa: PLR0911
-        s = self.settings
-        context = ssl.create_default_context(cafile=s.cafile)
-        try:
-            smtp: smtplib.SMTP
-            if s.security == "tls":
-                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=time_limit, context=context)
-            else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=time_limit)
-            with smtp:
-                if s.security == "starttls":
-                    smtp.starttls(context=context)
-                if s.username:
-                    password = s.password.get_secret_value() if s.password else ""
-                    smtp.login(s.username, password)
-                refused = smtp.send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            return _smtp_reply(max(codes, default=SMTP_PERMANENT))
-        except (smtplib.SMTPNotSupportedError, smtplib.SMTPAuthenticationError) as exc:
-            return Attempt(
-                ok=False,
-                permanent=True,
-                reason=FailureReason.MISCONFIGURED,
-                detail=type(exc).__name__,
-            )
-        except smtplib.SMTPResponseException as exc:
-            return _smtp_reply(exc.smtp_code)
-        except (TimeoutError, smtplib.SMTPServerDisconnected) as exc:
-            reason = (
-                FailureReason.TIMEOUT
-                if isinstance(exc, TimeoutError)
-                else FailureReason.CONNECTION_ERROR
-            )
-            return Attempt(ok=False, reason=reason, detail=type(exc).__name__)
-        except (OSError, smtplib.SMTPException) as exc:
-            return Attempt(
-                ok=False, reason=FailureReason.CONNECTION_ERROR, detail=type(exc).__name__
-            )
-        if refused:
-            # Some addresses were refused: those people were not told, so it failed.
-            return _smtp_reply(max(code for code, _ in refused.values()))
-        return Attempt(ok=True, detail="smtp_250")
-
-
-def _smtp_reply(code: int) -> Attempt:
-    if code >= SMTP_PERMANENT:
+    def _send(self, message: EmailMessage, time_limit: float) -> Attempt:
+        sent = smtp.send(self.settings, message, time_limit)
+        if sent.ok:
+            return Attempt(ok=True, detail=sent.detail)
         return Attempt(
-            ok=False, permanent=True, reason=FailureReason.REJECTED, detail=f"smtp_{code}"
+            ok=False,
+            permanent=sent.permanent,
+            reason=FailureReason(sent.failure) if sent.failure else FailureReason.CONNECTION_ERROR,
+            detail=sent.detail,
         )
-    return Attempt(ok=False, reason=FailureReason.SERVER_ERROR, detail=f"smtp_{code}")

@@ -10,11 +10,11 @@ from services.common.clock import SystemClock
 from services.common.environment import UnsafeConfiguration
 from services.common.logging import configure_logging
 from services.common.metrics import record_policy, service_registry
+from services.common.smtp import SmtpConfigError
 from services.common.streams import run_worker
 from services.notify.app import NotifyService
 from services.notify.channels import (
     EmailChannel,
-    SmtpConfigError,
     WebhookChannel,
     require_https,
     require_strong_secrets,

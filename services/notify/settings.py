@@ -9,8 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.notifications import Channel
 from services.common.kafka import KafkaSettings
+from services.common.smtp import SmtpSettings
 from services.common.streams import StreamSettings
-from services.notify.channels import SmtpSettings
 from services.notify.pagerduty import PagerDutySettings
 from services.notify.retry import Backoff
 

@@ -23,6 +23,7 @@ from schemas.events import (
     IncidentCategory,
     IncidentReportedEvent,
     MissingRiskGrade,
+    OffenderManagerAssignedEvent,
     OffenderRegisteredEvent,
     OffenderRiskAssessedEvent,
     OffenderVisitedEvent,
@@ -148,7 +149,7 @@ def obligation_alert_id(state: SubjectState, obligation: Obligation, key: bytes)
     return obligation.alert_id
 
 
-def _record(state: SubjectState, event: Event, now: datetime) -> None:  # noqa: C901
+def _record(state: SubjectState, event: Event, now: datetime) -> None:
     area = event.data.area
     state.recent.append(RecentEvent(type=event.type, at=event.time, area=area))
     state.recent.sort(key=lambda r: r.at)
@@ -179,7 +180,28 @@ def _record(state: SubjectState, event: Event, now: datetime) -> None:  # noqa: 
             transfer.refused_at = _earliest(transfer.refused_at, event.time)
     elif isinstance(event, ReferralSharedEvent | ReferralSupplementedEvent):
         _record_referral(state, event, now)
-    elif isinstance(event, OffenderRegisteredEvent | OffenderRiskAssessedEvent):
+    elif isinstance(
+        event,
+        OffenderRegisteredEvent
+        | OffenderRiskAssessedEvent
+        | OffenderVisitedEvent
+        | OffenderManagerAssignedEvent,
+    ):
+        _record_offender(state, event, ref)
+    if isinstance(age, int):
+        state.age = age
+
+
+def _record_offender(
+    state: SubjectState,
+    event: OffenderRegisteredEvent
+    | OffenderRiskAssessedEvent
+    | OffenderVisitedEvent
+    | OffenderManagerAssignedEvent,
+    ref: Ref,
+) -> None:
+    area = event.data.area
+    if isinstance(event, OffenderRegisteredEvent | OffenderRiskAssessedEvent):
         state.levels.append(
             LevelChange(
                 at=event.time,
@@ -191,12 +213,14 @@ def _record(state: SubjectState, event: Event, now: datetime) -> None:  # noqa: 
             )
         )
         state.levels.sort(key=lambda change: change.at)
-    elif isinstance(event, OffenderVisitedEvent) and event.data.outcome is VisitOutcome.COMPLETED:
+    elif isinstance(event, OffenderManagerAssignedEvent):
+        # The latest assignment by event time wins, whatever order they arrive in.
+        if state.manager_since is None or event.time >= state.manager_since:
+            state.manager, state.manager_since = event.data.manager_id, event.time
+    elif event.data.outcome is VisitOutcome.COMPLETED:
         # A no-access visit is kept in the chronology (`recent`) and counts as no visit.
         state.visits.append(Visit(at=event.time, ref=ref, area=area))
         state.visits.sort(key=lambda visit: visit.at)
-    if isinstance(age, int):
-        state.age = age
 
 
 def _earliest(known: datetime | None, at: datetime) -> datetime:

@@ -249,6 +249,10 @@ class SubjectState(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Offender history.
     levels: list[LevelChange] = msgspec.field(default_factory=list)
     visits: list[Visit] = msgspec.field(default_factory=list)
+    # The offender's manager (a staff id) by the latest `offender.manager_assigned`, kept
+    # for what the rules may come to need; caseloads are the desk's (docs/design.md).
+    manager: str | None = None
+    manager_since: datetime | None = None
 
     @property
     def key(self) -> str:

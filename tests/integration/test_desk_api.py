@@ -2,7 +2,7 @@
 projector filling the database from records produced onto the topics as notify and risk
 publish them, then every route: lists complete and scoped, acts published as commands
 (409 from the projected state), the child chronology, the timeliness report (the
-inspectors' known set, figures identical to notify's report), the audit search, and a
+inspectors' known set, figures identical to the pure report's), the audit search, and a
 replay from the start changing nothing.
 
 The desk's clock is fixed at NOW (the known set's "now"); time moves for nothing here.
@@ -11,7 +11,6 @@ The desk's clock is fixed at NOW (the known set's "now"); time moves for nothing
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from tests.fixtures.views import (
     outcome_record,
     sent_record,
 )
-from tests.unit.test_timeliness_report import KNOWN, QUERY
+from tests.unit.test_desk_timeliness import KNOWN, QUERY
 
 pytestmark = pytest.mark.integration
 
@@ -140,8 +139,7 @@ def known_records() -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]
             "area": state.area,
         }
         outcomes.append(outcome_record(oid, "opened", at=triggered, **common))
-        # Risk publishes a breach when the due time passes without a fulfilment.
-        if (state.due or 0) <= NOW.timestamp() and (state.fulfilled or math.inf) > (state.due or 0):
+        if state.fulfilled is None or state.fulfilled > (state.due or 0):
             outcomes.append(outcome_record(oid, "breached", at=due, **common))
         if state.fulfilled is not None:
             fulfilled = datetime.fromtimestamp(state.fulfilled, UTC)
@@ -363,7 +361,7 @@ def test_the_report_gives_the_known_sets_figures_exactly(env: Env) -> None:
     assert row["sentence"] == "4 of 10 over 25 days"
     assert (row["due"], row["met_on_time"], row["met_late"], row["open_overdue"]) == (11, 4, 5, 1)
     assert row["closed_by_hand_by_reason"] == {"duplicate": 1}
-    # Exactly what notify's report computes from the same states, figure for figure.
+    # Exactly what the pure report computes from the same states, figure for figure.
     today = timeliness(KNOWN, QUERY, NOW).to_json()
     assert _without_time(body) == _without_time(today)
     everything = Query(start=QUERY.start, end=QUERY.end, over=QUERY.over)

@@ -110,7 +110,7 @@ def test_the_analysts_role_reads_the_views_and_nothing_else(database_url: str) -
 def _facts() -> st.SearchStrategy[ObligationFacts]:
     times = st.integers(min_value=0, max_value=5).map(lambda h: T0 + h * H)
     outcome = st.builds(
-        lambda at, due, fulfilled, breached, area: ObligationFacts(
+        lambda at, due, fulfilled, breached, area, late, transfers, subject: ObligationFacts(
             "o-1",
             rule="social-care-referral",
             area=area,
@@ -120,12 +120,20 @@ def _facts() -> st.SearchStrategy[ObligationFacts]:
             fulfilled_at=fulfilled,
             breached=breached,
             described_at=at,
+            subject_kind="child",
+            subject_id=subject,
+            recorded_late_by_seconds=late if fulfilled is not None else None,
+            transfer_requested_at=transfers[0],
+            transfer_refused_at=transfers[1],
         ),
         times,
         times,
         st.none() | times,
         st.booleans(),
         st.sampled_from(["north", "south", None]),
+        st.none() | st.sampled_from([60.0, 7200.0]),
+        st.tuples(st.none() | times, st.none() | times),
+        st.sampled_from(["C-1", "C-2"]),
     )
     closure = st.builds(
         lambda at, reason: from_closure("o-1", at, reason),
@@ -472,3 +480,120 @@ def test_readyz_says_why_when_the_schema_is_behind(postgres: PostgresServer) -> 
     finally:
         server.stop()
         postgres.drop(url)
+
+
+def test_the_report_forgets_finished_obligations_after_its_retention_never_open_ones(
+    db: Database, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Pruned in SQL by the last of the due, fulfilment and closure times."""
+    from services.desk.reports import prune  # noqa: PLC0415
+
+    horizon = T0 - 1000 * H
+    old, recent = horizon - 10 * H, horizon + 10 * H
+    rows = {
+        "p-met-old": ObligationFacts("p-met-old", rule="r", due_at=old, fulfilled_at=old),
+        # due long ago, fulfilled after the horizon: its last date is recent, kept
+        "p-met-late": ObligationFacts("p-met-late", rule="r", due_at=old, fulfilled_at=recent),
+        "p-closed-old": ObligationFacts("p-closed-old", rule="r", due_at=old, closed_at=old),
+        "p-open-old": ObligationFacts("p-open-old", rule="r", due_at=old - 5000 * H),
+        "p-closure-only": from_closure("p-closure-only", old, "duplicate"),
+        "p-recent": ObligationFacts("p-recent", rule="r", due_at=recent, fulfilled_at=recent),
+    }
+
+    async def go() -> tuple[int, set[str]]:
+        batch = Batch()
+        for facts in rows.values():
+            batch.add(facts)
+        async with db.write() as connection:
+            await write_batch(connection, batch, {}, set(), T0)
+        async with db.write() as connection:
+            pruned = await prune(connection, horizon)
+        async with db.read() as connection:
+            left = await connection.execute(
+                sa.select(obligations.c.obligation_id).where(
+                    obligations.c.obligation_id.like("p-%")
+                )
+            )
+            return pruned, {r.obligation_id for r in left}
+
+    pruned, left = run(loop, go())
+    assert pruned == 3
+    assert left == {"p-met-late", "p-open-old", "p-recent"}
+
+
+def test_the_gauges_count_caseloads_per_area_and_the_on_time_share_against_the_floor(
+    db: Database, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Per area, never per person: no manager id in any label."""
+    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+
+    from services.desk.pack.gauges import AssuranceGauges  # noqa: PLC0415
+    from services.desk.pack.policy import Assurance  # noqa: PLC0415
+    from services.desk.records import ManagerRow  # noqa: PLC0415
+
+    now = T0 + 1000 * H
+    batch = Batch()
+    for n, (offender, manager, area) in enumerate(
+        [
+            ("G-1", "GM-1", "east"),
+            ("G-2", "GM-1", "east"),
+            ("G-3", "GM-1", "east"),
+            ("G-4", "GM-2", "east"),
+            ("G-5", "GM-3", "west"),
+        ]
+    ):
+        batch.add(
+            ManagerRow(
+                offender,
+                (T0, "urn:s", f"g{n}"),
+                {
+                    "offender_id": offender,
+                    "manager_id": manager,
+                    "area": area,
+                    "assigned_at": T0,
+                    "event_source": "urn:s",
+                    "event_id": f"g{n}",
+                },
+            )
+        )
+    # welfare-check in east, due in the last 7 days: 1 on time, 1 backdated, 1 overdue.
+    due = now - 24 * H
+    for n, (fulfilled, late) in enumerate([(due - H, None), (due - H, 7200.0), (None, None)]):
+        batch.add(
+            ObligationFacts(
+                f"g-wc-{n}",
+                rule="welfare-check",
+                area="east",
+                triggered_at=due - 12 * H,
+                due_at=due,
+                fulfilled_at=fulfilled,
+                recorded_late_by_seconds=late,
+                described_at=due,
+            )
+        )
+    registry = CollectorRegistry()
+    gauges = AssuranceGauges(registry)
+    policy = Assurance(caseload_threshold=2, min_judged=3, on_time_floor={"default": 50})
+
+    async def go() -> None:
+        async with db.write() as connection:
+            await write_batch(connection, batch, {}, set(), T0)
+        async with db.read() as connection:
+            await gauges.refresh(connection, policy, now)
+
+    run(loop, go())
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("safeguard_desk_offender_caseload_max", area="east") == 3
+    assert value("safeguard_desk_offender_managers", area="east") == 2
+    assert value("safeguard_desk_offender_managers_over_threshold", area="east") == 1
+    assert value("safeguard_desk_offender_managers_over_threshold", area="west") == 0
+    assert value("safeguard_desk_offender_caseload_threshold") == 2
+    on_time = value("safeguard_desk_on_time_ratio_7d", rule="welfare-check", area="east")
+    assert on_time == pytest.approx(1 / 3)  # the backdated one is not on time
+    assert value("safeguard_desk_judged_7d", rule="welfare-check", area="east") == 3
+    assert value("safeguard_desk_on_time_floor_ratio", rule="welfare-check") == 0.5
+    assert value("safeguard_desk_on_time_below_floor", rule="welfare-check", area="east") == 1
+    assert b"GM-" not in generate_latest(registry)

@@ -107,6 +107,8 @@ def test_rules_and_dashboard_use_only_metrics_the_services_expose(
         if service != "ingest":
             assert f'safeguard_policy_info{{sha256="{digest}"}} 1.0' in samples, service
     assert "safeguard_ingest_events_accepted_total" in exposed
+    # The desk's own registry (no process series of its own to check here).
+    exposed |= exposed_sample_names(scrape(stack.url("desk")))
 
     # Series the recording rules write (the service levels' ratios) exist once the rules do.
     recorded = recorded_names()

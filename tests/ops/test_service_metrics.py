@@ -16,7 +16,8 @@ from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind
 from schemas.notifications import Channel, NotificationPurpose
 from services.common.clock import FakeClock
 from services.common.metrics import record_policy, service_registry
-from services.notify.channels import EmailChannel, SmtpSettings, WebhookChannel
+from services.common.smtp import SmtpSettings
+from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.delivery import Content, Deliverer
 from services.notify.escalation import open_record
 from services.notify.index import AlertIndex

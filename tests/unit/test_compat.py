@@ -115,3 +115,42 @@ def test_records_the_previous_release_published_are_read_by_this_ones_parsers() 
         assert schema_version(event.dataschema) == 1 <= SCHEMA_VERSION
     letter = DeadLetter.model_validate_json(records["deadletter"])
     assert schema_version(letter.dataschema) == SCHEMA_VERSION
+
+
+def test_an_offender_written_before_manager_assignments_reads_and_takes_one() -> None:
+    """The manager is a field with a default: the previous release's offender reads as
+    having none, is written back without one, and records the latest assignment."""
+    from schemas.events import parse_event  # noqa: PLC0415
+    from services.risk.engine import evaluate  # noqa: PLC0415
+
+    pipeline = Pipeline(FakeClock(T0))
+    logic = pipeline.risk.driver.logic
+    state = logic.decode((COMPAT / "v0-risk-offender-O-1.bin").read_bytes())
+    assert isinstance(state, SubjectState)
+    assert (state.manager, state.manager_since) == (None, None)
+    assert "manager" not in json.loads(inflate(logic.encode(state)))
+
+    def assignment(event_id: str, manager: str, at: datetime) -> object:
+        return parse_event(
+            {
+                "specversion": "1.0",
+                "id": event_id,
+                "source": "urn:safeguard:source:dpmu",
+                "type": "offender.manager_assigned",
+                "time": at.isoformat(),
+                "data": {"area": "north", "offender_id": state.id, "manager_id": manager},
+            },
+            now=T0 + timedelta(days=1),
+        )
+
+    policy = pipeline.risk_policy
+    evaluate(state, assignment("om-2", "OM-B", T0), T0, policy)  # type: ignore[arg-type]
+    owed = {k: o.due_at for k, o in state.obligations.items()}
+    # An earlier assignment arriving later does not replace the latest.
+    evaluate(state, assignment("om-1", "OM-A", T0 - timedelta(days=3)), T0, policy)  # type: ignore[arg-type]
+    assert (state.manager, state.manager_since) == ("OM-B", T0)
+    # An assignment opens and meets nothing.
+    assert {k: o.due_at for k, o in state.obligations.items()} == owed
+    again = logic.decode(logic.encode(state))
+    assert isinstance(again, SubjectState)
+    assert again.manager == "OM-B"

@@ -91,7 +91,7 @@ def test_reason_codes_are_bounded() -> None:
 def facts_strategy() -> st.SearchStrategy[ObligationFacts]:
     times = st.integers(min_value=0, max_value=6).map(lambda h: T0 + h * H)
     outcome = st.builds(
-        lambda at, due, fulfilled, breached, area: ObligationFacts(
+        lambda at, due, fulfilled, breached, area, late, transfers, subject: ObligationFacts(
             "o-1",
             rule="r",
             area=area,
@@ -101,12 +101,20 @@ def facts_strategy() -> st.SearchStrategy[ObligationFacts]:
             fulfilled_at=fulfilled,
             breached=breached,
             described_at=at,
+            subject_kind="child",
+            subject_id=subject,
+            recorded_late_by_seconds=late if fulfilled is not None else None,
+            transfer_requested_at=transfers[0],
+            transfer_refused_at=transfers[1],
         ),
         times,
         times,
         st.none() | times,
         st.booleans(),
         st.sampled_from(["north", "south", None]),
+        st.none() | st.sampled_from([60.0, 7200.0]),
+        st.tuples(st.none() | times, st.none() | times),
+        st.sampled_from(["C-1", "C-2"]),
     )
     closure = st.builds(
         lambda at, reason: from_closure("o-1", at, reason),

@@ -22,7 +22,8 @@ from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind
 from schemas.notifications import Channel, FailureReason, NotificationPurpose
 from services.common.clock import FakeClock
 from services.common.policy_file import PolicyError
-from services.notify.channels import EmailChannel, SmtpSettings, WebhookChannel, sign
+from services.common.smtp import SmtpSettings
+from services.notify.channels import EmailChannel, WebhookChannel, sign
 from services.notify.delivery import Content, Deliverer, Result
 from services.notify.ledger import PendingDelivery
 from services.notify.metrics import NotifyMetrics

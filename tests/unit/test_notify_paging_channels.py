@@ -27,8 +27,9 @@ from schemas.notifications import (
     alert_closed_event,
 )
 from services.common.clock import FakeClock
+from services.common.smtp import SmtpSettings
 from services.common.stream.inputs import Record
-from services.notify.channels import EmailChannel, SmtpSettings, WebhookChannel
+from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.content import Content, Presentation
 from services.notify.delivery import Deliverer, Result
 from services.notify.escalation import open_record

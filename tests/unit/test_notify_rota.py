@@ -30,7 +30,8 @@ from schemas.alerts import AlertRaised, EventRef, Severity, SubjectKind
 from services.cli.main import app
 from services.common.clock import FakeClock
 from services.common.policy_file import PolicyError
-from services.notify.channels import EmailChannel, SmtpSettings, WebhookChannel
+from services.common.smtp import SmtpSettings
+from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.content import Content, Presentation
 from services.notify.delivery import Deliverer
 from services.notify.escalation import Limits, advance, open_record

@@ -82,6 +82,7 @@ VALID_DATA: dict[str, dict[str, Any]] = {
     "offender.registered": {"offender_id": "O-1", "risk_level": "very_high", "area": "south"},
     "offender.visited": {"offender_id": "O-1", "visit": "initial"},
     "offender.risk_assessed": {"offender_id": "O-1", "risk_level": "medium"},
+    "offender.manager_assigned": {"offender_id": "O-1", "manager_id": "OM-7"},
     "forensic.examination_requested": {
         "enquiry_id": "ENQ-1",
         "child_ids": ["C-6001", "C-6002"],

@@ -20,11 +20,10 @@ import pytest
 from schemas.notifications import FailureReason
 from services.common.clock import FakeClock
 from services.common.environment import UnsafeConfiguration
+from services.common.smtp import SmtpConfigError, SmtpSettings
 from services.notify.channels import (
     Attempt,
     EmailChannel,
-    SmtpConfigError,
-    SmtpSettings,
     WebhookChannel,
     require_https,
     require_strong_secrets,

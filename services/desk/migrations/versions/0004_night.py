@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_night"
-down_revision = "0002_access"
+down_revision = "0003_assurance"
 branch_labels = None
 depends_on = None
 
