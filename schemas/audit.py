@@ -106,7 +106,7 @@ class Refusal(ContractModel):
 
 
 FilterName = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
-FilterValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+FilterValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]  # an event id too
 
 
 class Listing(ContractModel):

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+S = TypeVar("S", bound=BaseSettings)
 
 ENV_VARIABLE = "SAFEGUARD_ENV"
 DEVELOPMENT = "development"
@@ -35,3 +41,19 @@ def refuse_outside_development(problem: str) -> UnsafeConfiguration:
     return UnsafeConfiguration(
         f"refusing to start: {problem}. This is allowed only when {ENV_VARIABLE}={DEVELOPMENT}."
     )
+
+
+def load_settings(cls: type[S], service: str) -> S:
+    """Return the service's settings, or exit saying plainly what is wrong with them.
+
+    Pydantic's own message quotes every input value, secrets included: only each
+    problem's location and message reach stderr.
+    """
+    try:
+        return cls()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise SystemExit(f"safeguard-{service}: {problems}") from None

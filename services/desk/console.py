@@ -21,7 +21,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Literal, cast, get_args
 from urllib.parse import quote, urlencode
@@ -760,6 +760,11 @@ def handover_window(query: Mapping[str, str], desk: Desk) -> tuple[datetime, dat
     return start, end
 
 
+def _utc_minute(at: datetime) -> str:
+    """Return a moment as the audit trail's filters hold it (UTC, to the minute)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
 def _local_input(at: datetime, desk: Desk) -> str:
     """Return a moment as a `datetime-local` input's value, in the deployment's zone."""
     return at.astimezone(desk.policy.zone).strftime("%Y-%m-%dT%H:%M")
@@ -779,7 +784,7 @@ async def handover_page(request: web.Request) -> web.Response:
             HANDOVER_LIMIT,
         )
     shown = listing(
-        {"view": "handover", "from": start.isoformat(), "to": end.isoformat()},
+        {"view": "handover", "from": _utc_minute(start), "to": _utc_minute(end)},
         [d.summary.alert_id for d in found],
     )
     await audit_list(desk.auditor, desk.sessions, session, shown)

@@ -8,6 +8,7 @@ import sqlalchemy
 from aiohttp import web
 
 from services.common.auth import TokenConfigError
+from services.common.environment import load_settings
 from services.common.logging import configure_logging
 from services.desk.app import create_app
 from services.desk.database import driver_url
@@ -39,7 +40,7 @@ def check_schema(url: str, timeout: float) -> str | None:
 
 def main() -> None:
     """Start the desk in the foreground."""
-    settings = DeskSettings()
+    settings = load_settings(DeskSettings, "desk")
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
         warning = check_schema(

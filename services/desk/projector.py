@@ -80,7 +80,8 @@ class Decoded:
 
     offset: int
     changes: list[Change] | Skipped
-    # The record as it came, kept for what is dead-lettered only.
+    # Why it is dead-lettered, and the record as it came: for what is dead-lettered only.
+    dead: DeadLetterReason | None = None
     key: bytes | None = None
     value: bytes | None = None
 
@@ -215,7 +216,8 @@ class Projector:
             and changes.reason in DEAD_LETTERED
             and kind not in NOT_DEAD_LETTERED
         ):
-            return Decoded(record.offset, changes, record.key, record.value)
+            reason = DEAD_LETTERED[changes.reason]
+            return Decoded(record.offset, changes, reason, record.key, record.value)
         return Decoded(record.offset, changes)
 
     def _select(
@@ -288,11 +290,10 @@ class Projector:
         topic = self.settings.kafka.topics.deadletter
         for tp, items in taken.items():
             for item in items:
-                if isinstance(item.changes, Skipped) and item.changes.reason in DEAD_LETTERED:
+                if item.dead is not None:
                     message = Input(tp.topic, tp.partition, item.offset, item.key, item.value)
-                    reason = DEAD_LETTERED[item.changes.reason]
-                    errors = [FieldError(loc="(root)", msg=item.changes.reason)]
-                    record = dead_letter(topic, message, reason, errors, at)
+                    errors = [FieldError(loc="(root)", msg=item.dead.value)]
+                    record = dead_letter(topic, message, item.dead, errors, at)
                     await self.publisher.publish(
                         record.topic, record.key or b"", record.value, what="a dead letter"
                     )

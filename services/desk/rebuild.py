@@ -32,8 +32,13 @@ from services.desk.projector import Projector
 from services.desk.records import topic_kinds
 from services.desk.settings import DeskSettings
 
-#: Tables the topics do not hold: left empty by a rebuild.
-NOT_REBUILT = frozenset({"sessions"})
+#: Tables the topics do not hold: left empty by a rebuild. Sessions and sign-ins are
+#: people's; scheduled sends and their epochs are the schedule's own record of what was
+#: sent (a rebuilt desk that forgot them would send every digest and pack again, so the
+#: procedure carries them over with the sessions: docs/runbooks/procedures/desk-rebuild.md).
+NOT_REBUILT = frozenset(
+    {"sessions", "sign_in_attempts", "sign_in_counts", "scheduled_sends", "schedule_epochs"}
+)
 
 
 class RebuildRefused(RuntimeError):

@@ -30,12 +30,16 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from services.common.auth import Role
 from services.desk.app import DESK_KEY, Desk
 from services.desk.console import (
     HEADERS,
+    NEXT_COOKIE,
     base,
     current,
     form_of,
+    home,
+    kept_target,
     page,
     redirect,
     render,
@@ -122,7 +126,7 @@ def _form(request: web.Request, desk: Desk, pre: str | None, **extra: Any) -> st
 async def sign_in_page(request: web.Request) -> web.StreamResponse:
     """Show the ways to sign in (with a double-submit value against login CSRF)."""
     if await current(request) is not None:
-        return redirect("/console")
+        return redirect(kept_target(request) or "/console")
     desk = request.app[DESK_KEY]
     pre = request.cookies.get(PRE_SESSION_COOKIE) or secrets.token_urlsafe(32)
     response = web.Response(
@@ -152,14 +156,17 @@ async def _signed_in(request: web.Request, who: SignedIn, *, cross_site: bool) -
     session_id, _session = await desk.sessions.start(who)
     request[ACTOR_KEY] = principal.name
     log.info("console_signed_in", principal=principal.name, kind=principal.kind)
-    # The console's root goes on to the page kept through sign-in, or the person's first.
-    where = "/console"
+    # After the provider's redirect the kept page's cookie (SameSite=Strict) is withheld:
+    # the person's first page then.
+    kept = kept_target(request) if principal.has(Role.READ) else None
+    where = kept or home(principal)
     if cross_site:
         response = page(render("signed_in.html", **base(request, None, where=where)))
     else:
         response = redirect(where)
     _cookie(response, SESSION_COOKIE, session_id)
     response.del_cookie(PRE_SESSION_COOKIE, path="/console")
+    response.del_cookie(NEXT_COOKIE, path="/console")
     response.del_cookie(ATTEMPT_COOKIE, path=CALLBACK)
     return response
 

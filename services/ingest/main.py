@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.auth import TokenConfigError
 from services.common.clock import SystemClock
+from services.common.environment import load_settings
 from services.common.logging import configure_logging
 from services.common.metrics import service_registry
 from services.ingest.http import create_app
@@ -43,7 +44,7 @@ def build(settings: IngestSettings, registry: CollectorRegistry | None = None) -
 
 def main() -> None:
     """Start the ingest HTTP server in the foreground."""
-    settings = IngestSettings()
+    settings = load_settings(IngestSettings, "ingest")
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
         app = build(settings)

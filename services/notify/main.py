@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.notifications import Channel
 from services.common.clock import SystemClock
-from services.common.environment import UnsafeConfiguration
+from services.common.environment import UnsafeConfiguration, load_settings
 from services.common.logging import configure_logging
 from services.common.metrics import record_policy, service_registry
 from services.common.smtp import SmtpConfigError
@@ -145,7 +145,7 @@ def webhook_urls(policy: NotifyPolicy, settings: NotifySettings) -> list[str]:
 
 def main() -> None:
     """Start the notify worker in the foreground."""
-    settings = NotifySettings()
+    settings = load_settings(NotifySettings, "notify")
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
         service = create_service(settings, SystemClock(), service_registry())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.common.clock import SystemClock
-from services.common.environment import UnsafeConfiguration
+from services.common.environment import UnsafeConfiguration, load_settings
 from services.common.logging import configure_logging
 from services.common.metrics import record_policy, service_registry
 from services.common.streams import run_worker
@@ -14,7 +14,7 @@ from services.risk.settings import RiskSettings
 
 def main() -> None:
     """Start the risk worker in the foreground."""
-    settings = RiskSettings()
+    settings = load_settings(RiskSettings, "risk")
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
         policy = load_policy(settings.policy_file, alert_key=settings.alert_key())

@@ -60,7 +60,7 @@ def test_each_kind_of_action_leaves_its_record(stack: DevStack) -> None:
     assert alert, "no alert was raised"
     alert_id = alert["alert_id"]
 
-    assert client.request("GET", f"{stack.url('risk')}/v1/children/{child_id}")[0] == 200
+    assert client.request("GET", f"{stack.url('desk')}/v1/children/{child_id}")[0] == 200
     assert client.request("GET", f"{stack.url('desk')}/v1/alerts/{alert_id}")[0] == 200
     base = f"{stack.url('desk')}/v1/alerts/{alert_id}"
     code, body, _ = client.request("POST", f"{base}/ack", {"note": NOTE})

@@ -181,7 +181,7 @@ def test_child_view_shows_obligations_events_level_and_factors(stack: DevStack) 
         incident("inc-e2e-view", "INC-V1", "C-V1", timedelta(hours=-1)),
     )
     assert code == 202
-    url = f"{stack.url('risk')}/v1/children/C-V1"
+    url = f"{stack.url('desk')}/v1/children/C-V1"
     view = wait_until(lambda: (r := client.request("GET", url))[0] == 200 and r[1])
     assert view["child_id"] == "C-V1"
     assert view["level"] == "low"
@@ -202,4 +202,4 @@ def test_child_view_shows_obligations_events_level_and_factors(stack: DevStack) 
 
     assert Client(token=None).request("GET", url)[0] == 401
     assert Client(token="wrong").request("GET", url)[0] == 401
-    assert client.request("GET", f"{stack.url('risk')}/v1/children/C-NOBODY")[0] == 404
+    assert client.request("GET", f"{stack.url('desk')}/v1/children/C-NOBODY")[0] == 404

@@ -111,6 +111,15 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("GET", "/console/audit"): Spec(
         Role.AUDIT, console=True, query="kind=principal&value=duty-north"
     ),
+    ("GET", "/console/handover"): Spec(Role.READ, console=True),
+    # Its form names the alerts; its refusals: tests/integration/test_desk_night.py.
+    ("POST", "/console/queue/acknowledge"): Spec(
+        None, console=True, why="test_desk_night.py (a group's acknowledgement)"
+    ),
+    # The pack is the lead's or the auditor's (no lead in this cast: the auditor's).
+    ("GET", "/v1/reports/pack"): Spec(Role.AUDIT, query="period=2026-02"),
+    ("GET", "/console/reports/pack"): Spec(Role.AUDIT, console=True, query="period=2026-02"),
+    ("GET", "/console/reports/pack/static/pack.css"): Spec(None, console=True, why="style"),
 }
 
 RULE_VIEWS = [

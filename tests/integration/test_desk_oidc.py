@@ -321,8 +321,10 @@ def test_an_expired_id_token_signs_nobody_in(sso: Sso) -> None:
 
 
 def test_failed_sign_ins_are_throttled_per_account_and_per_client_and_audited(sso: Sso) -> None:
-    # Per account: eve's groups give no role; each try from a new address.
-    statuses = [sign_in_over_http(sso.client(), sso.desk.url, "eve").status_code for _ in range(4)]
+    # Per account: trudy's groups give no role; each try from a new address.
+    statuses = [
+        sign_in_over_http(sso.client(), sso.desk.url, "trudy").status_code for _ in range(4)
+    ]
     assert statuses == [403, 403, 403, 429]
     # Per client: a wrong token, typed again and again from one address.
     browser = sso.client()
@@ -355,7 +357,7 @@ def test_failed_sign_ins_are_throttled_per_account_and_per_client_and_audited(ss
         (401, "/console/sign-in"),
         (429, "/console/sign-in"),
     }
-    by_account = sso.records(lambda r: r["action"] == "request.refused" and r["actor"] == "eve")
+    by_account = sso.records(lambda r: r["action"] == "request.refused" and r["actor"] == "trudy")
     assert {r["refusal"]["status"] for r in by_account} == {403, 429}
 
 

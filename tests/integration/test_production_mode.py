@@ -48,6 +48,14 @@ def settings(service: str, tokens: Path, **extra: str) -> dict[str, str]:
         env[f"{prefix}TOKENS_FILE"] = str(tokens)
     if service == "desk":
         env[f"{prefix}DATABASE_URL"] = f"postgresql://safeguard@{NO_BROKER}/safeguard"
+        # People's sign-in, so that the desk gets as far as its tokens.
+        env |= {
+            f"{prefix}OIDC__ISSUER": "https://id.example.invalid",
+            f"{prefix}OIDC__CLIENT_ID": "safeguard-desk",
+            f"{prefix}OIDC__CLIENT_SECRET": "a-client-secret",
+            f"{prefix}OIDC__REDIRECT_URL": "https://desk.example.invalid/console/sign-in/callback",
+            f"{prefix}OIDC__GROUP_ROLES": '{"duty-managers": ["read"]}',
+        }
     if service == "risk":
         env[f"{prefix}ALERT_ID_SECRET"] = GOOD_SECRET
     if service == "notify":

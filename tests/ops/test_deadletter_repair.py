@@ -45,10 +45,13 @@ def broken_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(stack_factory: StackFactory, broken_policy: Path) -> DevStack:
-    # Only risk reads the broken policy: notify keeps working meanwhile.
+    # Only risk reads the broken policy: notify and the desk keep working meanwhile.
     return stack_factory(
         policy_file=broken_policy,
-        extra_env={"NOTIFY_POLICY_FILE": str(DEFAULT_POLICY)},
+        extra_env={
+            "NOTIFY_POLICY_FILE": str(DEFAULT_POLICY),
+            "DESK_POLICY_FILE": str(DEFAULT_POLICY),
+        },
     )
 
 
