@@ -106,7 +106,8 @@ class Refusal(ContractModel):
 
 
 FilterName = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
-FilterValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]  # an event id too
+# A code, an area, a time or an event id (the alerts an event raised).
+FilterValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
 
 
 class Listing(ContractModel):
