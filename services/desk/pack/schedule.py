@@ -46,6 +46,8 @@ from services.desk.pack.policy import WEEKDAYS
 from services.desk.schema import obligations, schedule_epochs, scheduled_sends
 
 log = structlog.get_logger(__name__)
+# An instance of its own: the module-level generator is the test framework's to seed.
+JITTER = random.Random()  # noqa: S311 - jitter, not security
 
 KINDS = ("digest", "pack")
 LOOKBACK = 3  # periods looked at behind the latest due one
@@ -262,7 +264,7 @@ class Scheduler:
             delay = min(
                 self.settings.retry_max_seconds,
                 self.settings.retry_initial_seconds * 2 ** max(0, attempts - 1),
-            ) * (0.75 + random.random() / 2)  # noqa: S311 - jitter, not security
+            ) * (0.75 + JITTER.random() / 2)
             values = {
                 "status": "failed",
                 "leased_until": None,
