@@ -37,6 +37,9 @@ def obligation(
     rule: str = RULE,
     area: str | None = "north",
     window: timedelta = D,
+    recorded_late: bool = False,
+    requested: bool = False,
+    refused: bool = False,
 ) -> ObligationState:
     return ObligationState(
         rule=rule,
@@ -46,6 +49,9 @@ def obligation(
         fulfilled=fulfilled.timestamp() if fulfilled else None,
         closed=closed.timestamp() if closed else None,
         reason=reason,
+        recorded_late=recorded_late,
+        transfer_requested=requested,
+        transfer_refused=refused,
     )
 
 
@@ -234,3 +240,63 @@ def test_representation_by_format_then_accept() -> None:
     assert representation("json", "text/csv") == "json"
     with pytest.raises(InvalidQuery, match="format"):
         representation("xml", None)
+
+
+def test_a_backdated_fulfilment_is_met_recorded_late_never_on_time() -> None:
+    states = [
+        obligation(jan(6), fulfilled=jan(6) - H),
+        obligation(jan(7), fulfilled=jan(7) - H, recorded_late=True),
+        # Recorded late but late as claimed too: late is late.
+        obligation(jan(8), fulfilled=jan(8) + H, recorded_late=True),
+    ]
+    row = timeliness(states, QUERY, NOW).to_json()["rows"][0]
+
+    assert (row["due"], row["met_on_time"], row["met_recorded_late"], row["met_late"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert row["on_time_percent"] == 33.3
+    # On time as claimed: no lateness past the due time, but measured like any met one.
+    assert row["measured"] == 3
+    assert row["lateness_median_seconds"] == 0
+
+
+def test_custody_transfers_requested_made_and_refused() -> None:
+    custody = "child-in-custody"
+    states = [
+        # requested and made on time
+        obligation(jan(2), fulfilled=jan(2) - H, rule=custody, window=4 * H, requested=True),
+        # requested, refused, still held
+        obligation(jan(3), rule=custody, window=4 * H, requested=True, refused=True),
+        # refused first, made late
+        obligation(jan(4), fulfilled=jan(4) + H, rule=custody, window=4 * H, refused=True),
+        # never requested, closed by hand (bail granted after all)
+        obligation(jan(5), closed=jan(5) + H, reason="other", rule=custody, window=4 * H),
+        # not yet due: counted in the transfers all the same
+        obligation(datetime(2026, 2, 20, tzinfo=UTC), rule=custody, requested=True),
+    ]
+    query = Query(start=QUERY.start, end=QUERY.end, over=25 * D)
+    body = timeliness(states, query, NOW).to_json()
+
+    [row] = body["rows"]
+    assert row["transfers"] == {"requested": 3, "made": 2, "refused": 2}
+    assert body["total"]["transfers"] == row["transfers"]
+    assert (row["met_on_time"], row["met_late"], row["open_overdue"], row["closed_by_hand"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    lines = list(csv.DictReader(io.StringIO(to_csv(timeliness(states, query, NOW)))))
+    assert (lines[0]["transfers_requested"], lines[0]["transfers_made"]) == ("3", "2")
+    assert lines[0]["transfers_refused"] == "2"
+
+
+def test_csv_carries_the_recorded_late_column() -> None:
+    states = [obligation(jan(7), fulfilled=jan(7) - H, recorded_late=True)]
+    [line] = list(csv.DictReader(io.StringIO(to_csv(timeliness(states, QUERY, NOW)))))[:1]
+    assert line["met_recorded_late"] == "1"
+    assert line["met_on_time"] == "0"
+    assert line["transfers_requested"] == ""
