@@ -137,6 +137,9 @@ class DevStack:
             # The services people and systems call: tokens, and a trail of who did what.
             env[f"{p}TOKENS_FILE"] = str(DEV_TOKENS_FILE)
             env[f"{p}AUDIT_TOPIC"] = self.audit_topic
+        if p == "RISK_":
+            # Direct producers' accepted and refused events are recorded there.
+            env[f"{p}AUDIT_TOPIC"] = self.audit_topic
         if p == "DESK_":
             env |= self._desk_environment(p)
         elif spec.name != "ingest":

@@ -26,6 +26,8 @@ class DeadLetterReason(StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_EVENT = "invalid_event"
     PROCESSING_ERROR = "processing_error"
+    # A direct producer sent what its scopes do not allow (a source, type or area).
+    FORBIDDEN = "forbidden"
 
 
 class KeyEncoding(StrEnum):

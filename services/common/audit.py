@@ -2,9 +2,11 @@
 
 Ingest writes one record per accepted event with its kafka-python writer, in the same
 wait as the events themselves: a 202 means the events and their audit records are both
-on the broker. The Faust services call `publish_audit` from their pages before they
-answer: a read whose record the broker did not take is answered 503, not served, so no
-consultation goes unrecorded.
+on the broker. Risk writes the record of each event a direct producer sent on its own
+topic (accepted, or refused as outside the producer's scopes) with the batch that
+applies it, before the event's offset is committed. The Faust services call
+`publish_audit` from their pages before they answer: a read whose record the broker did
+not take is answered 503, not served, so no consultation goes unrecorded.
 
 The topic name is a setting of each service (`<PREFIX>AUDIT_TOPIC`, default
 `AUDIT_TOPIC`) until it joins `services.common.kafka.Topics`.
@@ -72,8 +74,13 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
     record: RecordRef | None = None,
     searched_principal: str | None = None,
     listing: Listing | None = None,
+    record_id: str | None = None,
 ) -> Record:
-    """Return one audit record as Kafka `(key, value)`: key the thing acted on."""
+    """Return one audit record as Kafka `(key, value)`: key the thing acted on.
+
+    `record_id` (default a random one) is the CloudEvent id: a stream processor passes one
+    derived from the input, so the record of an input processed twice has one id.
+    """
     audited = AuditRecord(
         action=action,
         actor=principal.name,
@@ -85,19 +92,34 @@ def audit_record(  # noqa: PLR0913 - one argument per record field
         principal=searched_principal,
         listing=listing,
     )
-    wrapped: AuditEvent = audit_event(audited, record_id=uuid.uuid4().hex, service=service)
+    wrapped: AuditEvent = audit_event(
+        audited, record_id=record_id or uuid.uuid4().hex, service=service
+    )
     return audited.target.encode(), wrapped.to_json()
 
 
-def refused_request(service: Service, actor: str, status: int, route: str, at: datetime) -> Record:
-    """Return the audit record of a refused request: who (or from where), what status, where."""
+def refused_request(  # noqa: PLR0913 - one argument per record field
+    service: Service,
+    actor: str,
+    status: int,
+    route: str,
+    at: datetime,
+    *,
+    record_id: str | None = None,
+) -> Record:
+    """Return the audit record of a refused request: who (or from where), what status, where.
+
+    `record_id` as for `audit_record`.
+    """
     audited = AuditRecord(
         action=AuditAction.REQUEST_REFUSED,
         actor=actor,
         at=at,
         refusal=Refusal(status=status, route=route),
     )
-    wrapped: AuditEvent = audit_event(audited, record_id=uuid.uuid4().hex, service=service)
+    wrapped: AuditEvent = audit_event(
+        audited, record_id=record_id or uuid.uuid4().hex, service=service
+    )
     return audited.target.encode(), wrapped.to_json()
 
 

@@ -154,9 +154,12 @@ def broker_credentials(kafka: KafkaSettings) -> Any:  # noqa: ANN401 - faust cre
     )
 
 
-def raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    """Declare a topic whose keys and values our own code decodes (so nothing is skipped)."""
-    return app.topic(name, key_serializer="raw", value_serializer="raw")
+def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+    """Declare a topic (or several, read as one) whose keys and values our own code decodes.
+
+    Raw, so nothing is skipped by a deserialiser of Faust's.
+    """
+    return app.topic(*names, key_serializer="raw", value_serializer="raw")
 
 
 def run_worker(app: faust.App, *, log_level: str) -> None:

@@ -7,12 +7,17 @@ it arrived on; a copy for a subject homed elsewhere is forwarded to `<app id>-su
 on that subject's home partition, and applied there. When the events topic's partition
 count differs from the service's (`RISK_STREAM__PARTITIONS`), the processor cannot read
 it co-partitioned: a `route` agent then forwards every event to its subjects' home
-partitions. Either way one subject's changes are written from one partition. Deadlines
+partitions. Either way one subject's changes are written from one partition. Each
+direct producer's topic (`RISK_DIRECT_PRODUCERS_FILE`, services/risk/producers.py) is
+read the same way, directly or through `route`, checked against the producer's scopes
+(services/risk/logic.py). Deadlines
 are data in the table; see the stream core for the schedule, the checks and the error
 policy.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import faust
 import structlog
@@ -27,6 +32,7 @@ from services.common.streams import faust_options, raw_topic, topic_partitions
 from services.risk.logic import RiskLogic, RiskTopics
 from services.risk.metrics import RiskMetrics, register_calendar
 from services.risk.policy import RiskPolicy
+from services.risk.producers import DirectProducer
 from services.risk.settings import RiskSettings
 from services.risk.state import SubjectState
 
@@ -42,6 +48,7 @@ class RiskService:
         policy: RiskPolicy,
         clock: Clock,
         registry: CollectorRegistry,
+        producers: Sequence[DirectProducer] = (),
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -62,10 +69,19 @@ class RiskService:
             value_serializer="raw",
         )
         partitions = settings.stream.partitions
-        # Read the events topic in the processor itself (no hop) only when it is
-        # co-partitioned with the table; the broker is asked once, at start.
+        # Read the events topic (and each producer's) in the processor itself (no hop)
+        # only when it is co-partitioned with the table; the broker is asked once, at start.
         direct = topic_partitions(settings.kafka, topics.events) == partitions
         log.info("events_input", direct=direct, partitions=partitions)
+        direct_producers = frozenset(
+            p.topic for p in producers if topic_partitions(settings.kafka, p.topic) == partitions
+        )
+        for producer in producers:
+            log.info(
+                "producer_input",
+                producer=producer.name,
+                direct=producer.topic in direct_producers,
+            )
         self.logic = RiskLogic(
             policy,
             self.metrics,
@@ -75,13 +91,20 @@ class RiskService:
                 subjects=self.subjects_topic.get_topic_name(),
                 child_views=topics.child_views,
                 events=topics.events if direct else None,
+                producers={p.topic: p for p in producers},
+                direct_producers=direct_producers,
+                audit=settings.audit_topic,
             ),
             partitions=partitions,
         )
-        inputs = [self.subjects_topic.get_topic_name()]
+        inputs = [*([topics.events] if direct else []), *sorted(direct_producers)]
+        routed = [
+            *([] if direct else [topics.events]),
+            *(p.topic for p in producers if p.topic not in direct_producers),
+        ]
         self.processor: FaustProcessor[SubjectState] = FaustProcessor(
             self.app,
-            inputs=[topics.events, *inputs] if direct else inputs,
+            inputs=[*inputs, self.subjects_topic.get_topic_name()],
             table="subjects",
             partitions=settings.stream.partitions,
             logic=self.logic,
@@ -98,9 +121,9 @@ class RiskService:
             own_publisher=True,
             publish_max_batch_size=settings.stream.publish_max_batch_size,
         )
-        if not direct:
+        if routed:
             # Forwarded only: the logic applies nothing read off a topic not co-partitioned.
-            self.processor.forward_from(raw_topic(self.app, topics.events), name="route")
+            self.processor.forward_from(raw_topic(self.app, *routed), name="route")
         add_probe_pages(self.app, registry, ready=self.processor.ready)
 
 
@@ -109,6 +132,7 @@ def create_app(
     policy: RiskPolicy,
     clock: Clock,
     registry: CollectorRegistry,
+    producers: Sequence[DirectProducer] = (),
 ) -> RiskService:
-    """Wire the risk service."""
-    return RiskService(settings, policy, clock, registry)
+    """Wire the risk service, reading each direct producer's topic too."""
+    return RiskService(settings, policy, clock, registry, producers)

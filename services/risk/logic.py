@@ -12,6 +12,11 @@ where ingest (keyed by child) puts its events: an event read straight from the e
 topic is applied to each subject homed on the partition it arrived on, and a copy for
 any other subject (the second child of an incident, an event keyed by something else)
 is forwarded to the `-subjects` topic on that subject's home partition.
+
+A direct producer's topic (`services/risk/producers.py`) is read as the events topic is,
+each event first checked against the producer's scopes: outside them it is refused
+(`Forbidden`: a `forbidden` dead letter and a `request.refused` audit record), within
+them its `event.accepted` record is published with what it changes.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import functools
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,8 +32,9 @@ import structlog
 
 from schemas.events import Event, parse_event_json
 from schemas.outcomes import OutcomeKind
+from services.common.audit import AUDIT_TOPIC
 from services.common.stream.driver import Change, View
-from services.common.stream.inputs import Input, Record
+from services.common.stream.inputs import Forbidden, Input, Record
 from services.common.streams import key_partition
 from services.common.timeliness import classify
 from services.risk import outcomes, rules
@@ -38,6 +44,7 @@ from services.risk.engine import Outcome, check, evaluate
 from services.risk.keys import SubjectKey
 from services.risk.metrics import RiskMetrics
 from services.risk.policy import RiskPolicy
+from services.risk.producers import DirectProducer, accepted_record, out_of_scope, refused_record
 from services.risk.records import Outcome as OutcomeRecord
 from services.risk.records import Raised, outcome_event, raised_event, resolved_event
 from services.risk.scoring import score
@@ -61,6 +68,10 @@ class RiskTopics:
     # None: no child views (the backtest, which has no desk to read them).
     child_views: str | None = None
     events: str | None = None
+    # Direct producers by their topic, and those of their topics read co-partitioned.
+    producers: Mapping[str, DirectProducer] = field(default_factory=dict)
+    direct_producers: frozenset[str] = frozenset()
+    audit: str = AUDIT_TOPIC
 
 
 @dataclass
@@ -137,8 +148,23 @@ class RiskLogic:
         parsed = parse_event_json(value, now=now)  # once, whatever number of subjects
         if message.topic == self.topics.subjects:
             return [self._apply(parsed, SubjectKey.parse(message.key or b""), view, now)]
-        direct = message.topic == self.topics.events
         changes: list[Change[SubjectState]] = []
+        producer = self.topics.producers.get(message.topic)
+        if producer is not None:
+            # Checked where the topic still names the producer: a copy forwarded to the
+            # subjects topic no longer does.
+            refused = out_of_scope(producer.principal, parsed)
+            if refused:
+                raise Forbidden(
+                    refused, [refused_record(self.topics.audit, producer, message, now)]
+                )
+            # Published with the batch that applies the event, or the batch is retried:
+            # never applied without its record.
+            audit = accepted_record(self.topics.audit, producer, parsed, message, now)
+            changes.append(Change(f"audit:{producer.name}", None, [audit], write=False))
+        direct = (
+            message.topic == self.topics.events or message.topic in self.topics.direct_producers
+        )
         for subject in rules.subjects(parsed):
             if direct and self.home(subject.id) == message.partition:
                 changes.append(self._apply(parsed, subject, view, now))

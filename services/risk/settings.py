@@ -7,10 +7,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.audit import AUDIT_TOPIC
 from services.common.environment import is_development, refuse_outside_development
 from services.common.kafka import KafkaSettings
 from services.common.streams import StreamSettings
 from services.risk.policy import DEVELOPMENT_ALERT_KEY
+from services.risk.producers import DirectProducer, load_producers
 
 # 256 bits: as long as the HMAC-SHA256 output it keys.
 MIN_SECRET_BYTES = 32
@@ -35,8 +37,28 @@ class RiskSettings(BaseSettings):
         description="secret alert ids are keyed with (HMAC-SHA256); keep it for the life of "
         "the deployment, or alert ids change. Required outside development mode",
     )
+    direct_producers_file: Path | None = Field(
+        default=None,
+        description="YAML file of the direct producers whose topics risk reads, each with its "
+        "scopes (services/risk/producers.py); none when unset",
+    )
+    audit_topic: str = Field(
+        default=AUDIT_TOPIC,
+        description="topic of the audit trail (direct producers' accepted and refused events)",
+    )
     log_json: bool = True
     log_level: str = "INFO"
+
+    def direct_producers(self, *, development: bool | None = None) -> list[DirectProducer]:
+        """Return the direct producers, each with its topic and scopes.
+
+        Raises ProducerConfigError naming the problem (a file that cannot be read, is
+        malformed, lists a name twice, or a `"*"` source outside development mode).
+        """
+        if self.direct_producers_file is None:
+            return []
+        dev = is_development() if development is None else development
+        return load_producers(self.direct_producers_file, self.kafka.topics.events, development=dev)
 
     def alert_key(self, *, development: bool | None = None) -> bytes:
         """Return the alert-id secret, refusing a missing or development one in production.

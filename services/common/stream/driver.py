@@ -19,8 +19,9 @@ one message or five hundred:
 
 Publish, then write: a crash between the two runs the input again and re-publishes under
 the same deterministic ids (dropped downstream), whereas state written first could lose
-what should have been published. Input that can never succeed (it does not decode, or
-the logic raises on it) is dead-lettered with the reason, published with the batch.
+what should have been published. Input that can never succeed (it does not decode, its
+sender may not send it, or the logic raises on it) is dead-lettered with the reason,
+published with the batch (a refusal's audit record with it).
 
 The driver does no I/O of its own: the table, the publisher and the clock are handed in,
 so it runs the same under Faust (`services.common.stream.faust_runtime`), in memory for
@@ -43,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from schemas.deadletter import DeadLetterReason
 from schemas.errors import FieldError
 from services.common.clock import Clock
-from services.common.stream.inputs import Input, Record, classify, dead_letter
+from services.common.stream.inputs import Forbidden, Input, Record, classify, dead_letter
 from services.common.stream.retry import RetryPolicy, retry_until_done
 from services.common.stream.schedule import DeadlineSchedule
 
@@ -296,6 +297,8 @@ class StreamDriver(Generic[S]):
                         offset=message.offset,
                     )
                 batch.dead.append((message, reason, errors))
+                if isinstance(exc, Forbidden):
+                    batch.records.extend(exc.records)
                 continue
             for change in changes:
                 self._add(batch, change, message)

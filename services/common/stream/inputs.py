@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,12 +37,27 @@ class Record:
     partition: int | None = None
 
 
+class Forbidden(Exception):
+    """An input its sender was not allowed to send: dead-lettered `forbidden`.
+
+    `errors` name what was not allowed (locations and codes, never values); `records`
+    (the refusal's audit record) are published with the dead letter, in the same batch.
+    """
+
+    def __init__(self, errors: list[FieldError], records: Sequence[Record] = ()) -> None:
+        super().__init__("; ".join(str(error) for error in errors))
+        self.errors = errors
+        self.records = list(records)
+
+
 def classify(exc: Exception) -> tuple[DeadLetterReason, list[FieldError]]:
-    """Say why an input can never succeed: not JSON, not a valid event, or the logic raised."""
+    """Say why an input can never succeed: not JSON, not a valid event, forbidden, or a failure."""
     if isinstance(exc, MalformedJSON):
         return DeadLetterReason.INVALID_JSON, exc.errors
     if isinstance(exc, InvalidEvent):
         return DeadLetterReason.INVALID_EVENT, exc.errors
+    if isinstance(exc, Forbidden):
+        return DeadLetterReason.FORBIDDEN, exc.errors
     return DeadLetterReason.PROCESSING_ERROR, [FieldError(loc="(root)", msg=type(exc).__name__)]
 
 
