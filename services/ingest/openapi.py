@@ -9,8 +9,6 @@ what other teams read, so a test fails when the two differ (as for `schemas/json
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from schemas.events import Event
+from services.common import openapi_file
 from services.ingest.decoding import (
     BINARY_ATTRIBUTES,
     CLOUDEVENTS_BATCH,
@@ -226,32 +225,19 @@ def _probe(summary: str, *, ready: bool) -> dict[str, Any]:
 
 def render() -> str:
     """Return the document as the committed file's text."""
-    return json.dumps(document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return openapi_file.render(document)
 
 
 def drifted(path: Path = COMMITTED) -> bool:
     """Tell whether the committed file differs from the generated document."""
-    return not path.exists() or path.read_text(encoding="utf-8") != render()
+    return openapi_file.drifted(document, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m services.ingest.openapi")
-    parser.add_argument("--check", action="store_true", help="exit 1 on drift, write nothing")
-    parser.add_argument("--path", type=Path, default=COMMITTED)
-    args = parser.parse_args(argv)
-    if args.check:
-        if drifted(args.path):
-            print(  # noqa: T201 - CLI output
-                f"{args.path} is out of date: run `python -m services.ingest.openapi`",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    if drifted(args.path):
-        args.path.write_text(render(), encoding="utf-8")
-        print(f"updated {args.path}")  # noqa: T201 - CLI output
-    return 0
+    return openapi_file.main(
+        argv, module="services.ingest.openapi", document=document, committed=COMMITTED
+    )
 
 
 if __name__ == "__main__":
