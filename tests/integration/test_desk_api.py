@@ -46,7 +46,7 @@ from tests.fixtures.views import (
     outcome_record,
     sent_record,
 )
-from tests.unit.test_desk_timeliness import KNOWN, QUERY
+from tests.unit.test_timeliness_report import KNOWN, QUERY
 
 pytestmark = pytest.mark.integration
 
@@ -572,3 +572,26 @@ def test_no_query_is_a_server_error_and_none_is_echoed(
     assert answer.status_code in {200, 403, 422}, (params, answer.text)
     # Free text (a name, a date of birth) is never repeated back.
     assert "Jane" not in answer.text, params
+
+
+def test_a_record_that_can_never_be_projected_is_dead_lettered_and_the_rest_projected(
+    env: Env,
+) -> None:
+    produce(
+        env.bootstrap,
+        env.topics.alert_views,
+        [(b"al-api-bad", b"{not json"), alert_view_record(alert_view("al-api-after-bad"))],
+    )
+
+    def dead_letters() -> list[dict[str, Any]]:
+        found = [json.loads(r.value) for r in read_all(env.bootstrap, env.topics.deadletter)]
+        return [d for d in found if d["key"] == "al-api-bad"]
+
+    [letter] = wait_until(dead_letters, timeout=30) or [None]
+    assert letter is not None
+    assert (letter["reason"], letter["topic"]) == ("invalid_json", env.topics.alert_views)
+    assert letter["value"] == "{not json"  # its bytes, for `safeguard deadletter replay`
+    # The partition moved past it: what came after is projected.
+    assert wait_until(lambda: env.get("/v1/alerts/al-api-after-bad").status_code == 200)
+    # Once: the desk dead-letters it when it first reads it, not again on each batch.
+    assert len(dead_letters()) == 1
