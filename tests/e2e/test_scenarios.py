@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,16 @@ def observed(stack: DevStack, subjects: set[str]) -> Counter[tuple[str, str, str
     return seen
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """Each scenario's subjects, and when the last event was accepted (monotonic)."""
+
+    subjects: dict[str, set[str]]
+    at: float
+
+
 @pytest.fixture(scope="module")
-def replayed(stack: DevStack) -> dict[str, set[str]]:
+def replayed(stack: DevStack) -> Replayed:
     """Send every scenario's events, in listed order, each relative to its own start."""
     client = Client()
     subjects: dict[str, set[str]] = {}
@@ -94,18 +103,19 @@ def replayed(stack: DevStack) -> dict[str, set[str]]:
             subjects[path.stem] |= subjects_of(event)
             code, body, _ = client.request("POST", f"{stack.url('ingest')}/v1/events", event)
             assert code == 202, (path.stem, step, body)
-    return subjects
+    return Replayed(subjects, time.monotonic())
 
 
-# Longer than the risk service's settle time plus a check interval, so a false alarm
-# from any scenario would have been published by then.
+# Longer than the risk service's settle time plus a check interval after the replay, so
+# a false alarm from any scenario would have been published by then (the scenarios were
+# replayed together: the first exhaustive one waits, the rest find the time passed).
 QUIET = 8.0
 
 
 @pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
-def test_scenario(stack: DevStack, replayed: dict[str, set[str]], path: Path) -> None:
+def test_scenario(stack: DevStack, replayed: Replayed, path: Path) -> None:
     scenario = json.loads(path.read_text())
-    subjects = replayed[path.stem]
+    subjects = replayed.subjects[path.stem]
     expected = Counter((e["rule"], e["subject"], e["state"]) for e in scenario["expect"])
     started = time.monotonic()
     seen = observed(stack, subjects)
@@ -114,6 +124,6 @@ def test_scenario(stack: DevStack, replayed: dict[str, set[str]], path: Path) ->
         seen = observed(stack, subjects)
     assert (seen & expected) == expected, f"missing: {expected - seen}; seen: {seen}"
     if scenario.get("exhaustive"):
-        time.sleep(max(0.0, started + QUIET - time.monotonic()))
+        time.sleep(max(0.0, replayed.at + QUIET - time.monotonic()))
         seen = observed(stack, subjects)
         assert seen == expected, f"unexpected: {seen - expected}; missing: {expected - seen}"

@@ -21,6 +21,9 @@ D = timedelta(days=1)
 H = timedelta(hours=1)
 
 
+DAYS = 4
+
+
 def replay() -> Pipeline:
     """A late referral (alert raised, then resolved), a missing child and an offender."""
     pipeline = Pipeline(FakeClock(T0 + timedelta(days=3)))
@@ -63,7 +66,9 @@ def replay() -> Pipeline:
         )
         offender = {"offender_id": "O-1", "risk_level": "high", "area": "south"}
         await send(envelope("offender.registered", offender, T0, event_id="o1"))
-        await pipeline.advance(timedelta(days=20))
+        # Past every deadline these open (the offender's initial visit, the custody
+        # transfer), not further: each repeat of an escalation on the way is a step.
+        await pipeline.advance(timedelta(days=DAYS))
 
     asyncio.run(run())
     return pipeline
