@@ -2,8 +2,6 @@
 
 import os
 
-import pytest
-
 from services.common.environment import DEVELOPMENT, ENV_VARIABLE
 
 # The tests run in development mode (the development token, http:// webhook receivers),
@@ -21,29 +19,3 @@ pytest_plugins = [
     "tests.fixtures.netproxy",
     "tests.fixtures.paging",
 ]
-
-# The modules that take longest start first: pytest-xdist hands whole modules to workers
-# in collection order (`--dist loadfile`), so a long module collected last would run
-# alone at the end while the other workers idle. Measured with `--durations`.
-LONGEST_FIRST = (
-    "tests/e2e/test_network_faults.py",
-    "tests/integration/test_stream_faults.py",
-    "tests/e2e/test_two_of_each.py",
-    "tests/e2e/test_desk_pods.py",
-    "tests/integration/test_risk_durability.py",
-    "tests/integration/test_notify_escalation.py",
-    "tests/browser/test_desk_console.py",
-)
-LAYERS = ("tests/e2e/", "tests/browser/", "tests/integration/", "tests/ops/", "tests/unit/")
-
-
-def _weight(path: str) -> tuple[int, int]:
-    if path in LONGEST_FIRST:
-        return (0, LONGEST_FIRST.index(path))
-    layer = next((n for n, prefix in enumerate(LAYERS) if path.startswith(prefix)), len(LAYERS))
-    return (1, layer)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order modules longest first; a module's own tests keep their order (a stable sort)."""
-    items.sort(key=lambda item: _weight(item.nodeid.split("::", 1)[0]))
