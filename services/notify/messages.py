@@ -219,7 +219,7 @@ def _action(content: Content, pending: PendingDelivery) -> str:
 def email_message(content: Content, pending: PendingDelivery, *, sender: str) -> EmailMessage:
     """Return the email: plain text and HTML, the same facts in each.
 
-    The subject id is a pseudonymous reference (issue 21: a duty manager must know
+    The subject id is a pseudonymous reference (a duty manager must know
     whom an alert is about without signing in first); names and free text never appear.
     """
     alert = content.headline

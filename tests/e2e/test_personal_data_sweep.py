@@ -11,7 +11,7 @@ marker is in none of them.
 
 A valid event then raises an alert that reaches the webhook and an email: its
 `subject` (an identifier, accepted) is copied nowhere. Both carry the alert's subject
-id, the pseudonymous reference the sending systems use (issue 21: a duty manager must
+id, the pseudonymous reference the sending systems use (a duty manager must
 know whom an alert is about), and nothing else the sender wrote.
 
 Dead-letter records keep the rejected record's bytes in `value` by design (to repair and

@@ -1,4 +1,4 @@
-"""Two of each, as production runs them (issue 18): two notify workers and two desk pods,
+"""Two of each, as production runs them: two notify workers and two desk pods,
 with ingest and risk, every one a real process on the real broker (Tansu) and a real
 PostgreSQL, the scenarios of tests/scenarios replayed through ingest's HTTP API.
 

@@ -1,4 +1,4 @@
-"""What messages say (issue 21): local times, how long overdue, the countdown to the next
+"""What messages say: local times, how long overdue, the countdown to the next
 step and whom it reaches, the subject id, guidance per rule, the acknowledge link, and a
 grouped message led by its most severe alert. Pure rendering, no I/O.
 """

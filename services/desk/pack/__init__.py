@@ -1,4 +1,4 @@
-"""The assurance pack (issue 23), the weekly digest and the capacity gauges.
+"""The assurance pack, the weekly digest and the capacity gauges.
 
 The evidence an inspector asks for, in one document per period and area, from the read
 side's data: timeliness per rule with its trend, the inspection's findings one by one,

@@ -1,5 +1,5 @@
 # ruff: noqa: E501, RUF001 - the module holds the message's HTML template, and dashes are typography
-"""The weekly digest to an area's strategic lead: the trend, not single alerts (issue 20).
+"""The weekly digest to an area's strategic lead: the trend, not single alerts.
 
 On-time % per rule in the week against each of the four weeks before, the rules below
 the policy's floor, and the oldest obligations still open past their deadline (by
