@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -188,6 +189,24 @@ def run(args: argparse.Namespace, bootstrap: str, batch_size: str) -> None:
         finally:
             stack.stop()
             receiver.stop()
+    # Repeats, told apart: a webhook POSTed twice for one step is a duplicate delivery; a
+    # `notification.sent` record written twice for one notification is only a repeated
+    # record (the desk projects by notification id).
+    posts = Counter(
+        (b.get("alert", {}).get("alert_id"), b.get("level"), b.get("notification_id"))
+        for b in receiver.received
+        if b.get("level") == 2  # noqa: PLR2004
+    )
+    sent_ids = Counter(
+        e["data"]["notification_id"]  # type: ignore[index]
+        for e in events
+        if e["type"] == "notification.sent" and e["data"]["level"] == 2  # type: ignore[index]  # noqa: PLR2004
+    )
+    print(
+        f"level-2 webhook POSTs: {sum(posts.values())} for {len(posts)} distinct "
+        f"(alert, level, notification); notification.sent records: {sum(sent_ids.values())} "
+        f"for {len(sent_ids)} notification ids"
+    )
 
     escalations = [e["data"] for e in events if e["type"] == "alert.escalated"]
     errors = [
