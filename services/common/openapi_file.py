@@ -44,3 +44,35 @@ def main(argv: Sequence[str] | None, *, module: str, document: Document, committ
         args.path.write_text(render(document), encoding="utf-8")
         print(f"updated {args.path}")  # noqa: T201 - CLI output
     return 0
+
+
+def metrics_and_document_paths() -> dict[str, Any]:
+    """Return the path items every HTTP service serves alike: `/metrics`, `/openapi.json`."""
+    return {
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }

@@ -373,32 +373,7 @@ def document() -> dict[str, Any]:
             "/readyz": _probe(
                 "readyz", "readiness: the database answers at this code's schema", ready=True
             ),
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "text exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1",
-                            "content": {JSON: {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
+            **openapi_file.metrics_and_document_paths(),
         },
     }
 

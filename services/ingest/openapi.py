@@ -173,32 +173,7 @@ def document() -> dict[str, Any]:
             },
             "/healthz": _probe("liveness: the process answers", ready=False),
             "/readyz": _probe("readiness: the broker answers for the events topic", ready=True),
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "text exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1",
-                            "content": {JSON: {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
+            **openapi_file.metrics_and_document_paths(),
         },
     }
 

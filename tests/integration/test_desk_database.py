@@ -38,6 +38,7 @@ from services.desk.urgency import Tier, urgency
 from tests.fixtures.desk import DeskServer, desk_environment, desk_settings
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.views import T0, alert_view, alert_view_record
+from tests.unit.test_desk_projection_logic import facts_strategy
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -108,39 +109,7 @@ def test_the_analysts_role_reads_the_views_and_nothing_else(database_url: str) -
 
 
 def _facts() -> st.SearchStrategy[ObligationFacts]:
-    times = st.integers(min_value=0, max_value=5).map(lambda h: T0 + h * H)
-    outcome = st.builds(
-        lambda at, due, fulfilled, breached, area, late, transfers, subject: ObligationFacts(
-            "o-1",
-            rule="social-care-referral",
-            area=area,
-            severity="high",
-            triggered_at=due - H,
-            due_at=due,
-            fulfilled_at=fulfilled,
-            breached=breached,
-            described_at=at,
-            subject_kind="child",
-            subject_id=subject,
-            recorded_late_by_seconds=late if fulfilled is not None else None,
-            transfer_requested_at=transfers[0],
-            transfer_refused_at=transfers[1],
-        ),
-        times,
-        times,
-        st.none() | times,
-        st.booleans(),
-        st.sampled_from(["north", "south", None]),
-        st.none() | st.sampled_from([60.0, 7200.0]),
-        st.tuples(st.none() | times, st.none() | times),
-        st.sampled_from(["C-1", "C-2"]),
-    )
-    closure = st.builds(
-        lambda at, reason: from_closure("o-1", at, reason),
-        times,
-        st.sampled_from([None, "duplicate", "other", "decided_not_to_act"]),
-    )
-    return outcome | closure
+    return facts_strategy(rule="social-care-referral", hours=5)
 
 
 def _outcome(at: int, fulfilled: int | None = None, area: str = "north") -> ObligationFacts:

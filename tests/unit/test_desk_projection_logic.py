@@ -88,12 +88,13 @@ def test_reason_codes_are_bounded() -> None:
     assert reason_code("Jane Doe moved away") == "other"
 
 
-def facts_strategy() -> st.SearchStrategy[ObligationFacts]:
-    times = st.integers(min_value=0, max_value=6).map(lambda h: T0 + h * H)
+def facts_strategy(rule: str = "r", hours: int = 6) -> st.SearchStrategy[ObligationFacts]:
+    """One obligation's facts in any order: outcomes at hours 0..`hours`, and closures."""
+    times = st.integers(min_value=0, max_value=hours).map(lambda h: T0 + h * H)
     outcome = st.builds(
         lambda at, due, fulfilled, breached, area, late, transfers, subject: ObligationFacts(
             "o-1",
-            rule="r",
+            rule=rule,
             area=area,
             severity="high",
             triggered_at=due - H,
