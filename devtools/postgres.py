@@ -116,8 +116,10 @@ class DevPostgres:
         self._cluster.mkdir(exist_ok=True)
         entry = pwd.getpwnam(user)
         os.chown(self._cluster, entry.pw_uid, entry.pw_gid)
+        # And to the wheel's programs, wherever the checkout is (a clone in a mktemp
+        # directory sits below a 0700 one).
         for executables in (POSTGRES_BIN_PATH, POSTGRES_BIN_PATH.parent / "lib"):
-            for path in [executables, *executables.parents][:4]:
+            for path in [executables, *executables.parents]:
                 mode = path.stat().st_mode
                 if mode & OTHERS_RX != OTHERS_RX:
                     path.chmod(mode | GROUP_OTHERS_RX)
