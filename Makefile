@@ -4,12 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck schemas schemas-check openapi rules unit clean tools ops-check
+.PHONY: run test checks lint typecheck schemas schemas-check openapi rules unit clean tools ops-check
+
+# uv installs the same pinned tree in seconds where pip takes most of a minute; pip stays
+# in the venv for the tests that build the wheel and resolve the runtime with it.
+UV_VERSION := 0.13.9
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python pip==25.3 -e '.[dev]'
 	$(BIN)/python -c 'import site, sys; open(site.getsitepackages()[0] + "/safeguard-repo.pth", "w").write(sys.argv[1])' $(CURDIR)
 	touch $(STAMP)
 
@@ -20,8 +24,17 @@ run: $(STAMP)
 # browser) rather than compute; a module's tests stay on one worker with its stack.
 PYTEST_WORKERS ?= 4
 
-test: $(STAMP) tools lint typecheck schemas-check
-	$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+# The static checks run beside pytest, in the time its workers spend waiting; their output
+# is printed after the tests', and either failing fails the target.
+test:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) tools
+	@$(MAKE) --no-print-directory checks > $(VENV)/checks.log 2>&1 & checks=$$!; \
+	$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
+	tests=$$?; wait $$checks; checked=$$?; cat $(VENV)/checks.log; \
+	[ $$checked = 0 ] || echo "make test: lint, type or schema checks failed (above)" >&2; \
+	[ $$tests = 0 ] && [ $$checked = 0 ]
+
+checks: lint typecheck schemas-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,44 +66,22 @@ unit: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build *.egg-info
 
-# System tools the operations checks need: promtool from Debian's prometheus package,
-# installed here when missing (CI runs as root). kubectl comes from the dev extra. The
-# console's browser tests (tests/browser) need Debian's chromium, driven by Playwright
-# with the system executable (Playwright's own browser downloads are not used). The
-# assurance pack's PDF needs Pango (WeasyPrint), its test poppler-utils' pdftoppm.
-APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
-
+# Debian packages the tests need (promtool, chromium, poppler-utils, Pango, Node.js and
+# npm), installed in one apt run when missing: see devtools/system-packages.
+#
 # The desk's sign-in tests run a real OpenID Provider: panva's oidc-provider from npm, on
-# Node.js (20.19 or later; Debian's nodejs and npm when none is installed), pinned by
-# tests/fixtures/oidc/package-lock.json and installed with `npm ci`.
+# Node.js (20.19 or later), pinned by tests/fixtures/oidc/package-lock.json and installed
+# with `npm ci`.
 OIDC_DIR := tests/fixtures/oidc
 OIDC_STAMP := $(OIDC_DIR)/node_modules/.package-lock.json
 
 $(OIDC_STAMP): $(OIDC_DIR)/package-lock.json
-	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& { $(APT_INSTALL) nodejs npm >/dev/null 2>&1 \
-		|| { apt-get update -qq && $(APT_INSTALL) nodejs npm >/dev/null; }; }; } \
-		|| { echo "the sign-in tests need Node.js and npm: apt-get install nodejs npm" >&2; exit 1; }
+	devtools/system-packages
 	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund --loglevel=error
 	touch $(OIDC_STAMP)
 
 tools: $(OIDC_STAMP)
-	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& { $(APT_INSTALL) prometheus >/dev/null 2>&1 \
-		|| { apt-get update -qq && $(APT_INSTALL) prometheus >/dev/null; }; }; } \
-		|| { echo "the ops checks need promtool: apt-get install prometheus" >&2; exit 1; }
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& { $(APT_INSTALL) chromium >/dev/null 2>&1 \
-		|| { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }; } \
-		|| { echo "the browser tests need chromium: apt-get install chromium" >&2; exit 1; }
-	@command -v pdftoppm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& { $(APT_INSTALL) poppler-utils >/dev/null 2>&1 \
-		|| { apt-get update -qq && $(APT_INSTALL) poppler-utils >/dev/null; }; }; } \
-		|| { echo "the assurance pack's tests need pdftoppm: apt-get install poppler-utils" >&2; exit 1; }
-	@ldconfig -p | grep -q libpangoft2 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& { $(APT_INSTALL) libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null 2>&1 \
-		|| { apt-get update -qq && $(APT_INSTALL) libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null; }; }; } \
-		|| { echo "the assurance pack's PDF (WeasyPrint) needs Pango: apt-get install libpangoft2-1.0-0" >&2; exit 1; }
+	@devtools/system-packages
 
 ops-check: $(STAMP) tools
 	$(BIN)/pytest -p no:cacheprovider -q tests/ops -m "not e2e"
