@@ -6,14 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test checks lint typecheck schemas schemas-check openapi rules unit clean tools ops-check
 
-# uv installs the same pinned tree in seconds where pip takes most of a minute; pip stays
-# in the venv for the tests that build the wheel and resolve the runtime with it.
+# uv installs the same pinned tree in seconds where pip takes most of a minute, compiled to
+# bytecode as pip does (every service process the tests start would otherwise compile its
+# libraries again); pip stays in the venv for the tests that build the wheel with it.
 UV_VERSION := 0.13.9
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python pip==25.3 -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python pip==25.3 -e '.[dev]'
 	$(BIN)/python -c 'import site, sys; open(site.getsitepackages()[0] + "/safeguard-repo.pth", "w").write(sys.argv[1])' $(CURDIR)
 	touch $(STAMP)
 
@@ -25,11 +26,13 @@ run: $(STAMP)
 PYTEST_WORKERS ?= 4
 
 # The static checks run beside pytest, in the time its workers spend waiting; their output
-# is printed after the tests', and either failing fails the target.
+# is printed after the tests', and either failing fails the target. Bytecode is written
+# (git ignores it) even where the environment says not to: each worker would otherwise
+# compile and rewrite every test module again, and each process it starts our sources.
 test:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) tools
 	@$(MAKE) --no-print-directory checks > $(VENV)/checks.log 2>&1 & checks=$$!; \
-	$(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	tests=$$?; wait $$checks; checked=$$?; cat $(VENV)/checks.log; \
 	[ $$checked = 0 ] || echo "make test: lint, type or schema checks failed (above)" >&2; \
 	[ $$tests = 0 ] && [ $$checked = 0 ]
