@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from schemas.envelope import AreaCode, EventType
+from services.common import yaml_text
 from services.common.environment import ENV_VARIABLE, is_development
 
 
@@ -229,7 +230,7 @@ class Authenticator:
     def from_file(cls, path: Path, *, development: bool | None = None) -> Authenticator:
         """Load tokens from a YAML or JSON file."""
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = yaml_text.load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise TokenConfigError(f"cannot read token file {path}: {exc}") from exc
         try:

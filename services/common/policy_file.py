@@ -8,6 +8,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from services.common import yaml_text
+
 
 class PolicyError(ValueError):
     """The policy file is missing or invalid; the message names the field."""
@@ -19,7 +21,7 @@ M = TypeVar("M", bound=BaseModel)
 def load_policy_file(path: Path, model: type[M]) -> M:
     """Read the YAML policy file and validate it as `model`, naming the field on error."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml_text.load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc}") from exc
     try:

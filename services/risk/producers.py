@@ -37,6 +37,7 @@ from schemas.audit import AuditAction
 from schemas.envelope import AreaCode, EventType
 from schemas.errors import FieldError
 from schemas.events import Event
+from services.common import yaml_text
 from services.common.audit import audit_record, refused_request
 from services.common.auth import ANY_SOURCE, Principal, Role
 from services.common.environment import ENV_VARIABLE
@@ -150,7 +151,7 @@ def load_producers(path: Path, events_topic: str, *, development: bool) -> list[
     repeated (a mistyped entry could hold anything).
     """
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml_text.load(path.read_text())
     except OSError as exc:
         raise ProducerConfigError(
             f"cannot read direct producers file {path}: {exc.strerror}"

@@ -28,6 +28,7 @@ from devtools.postgres import DevPostgres
 from devtools.stack import DEV_TOKEN
 from services.common.kafka import Topics
 from services.desk import migrate
+from tests.fixtures import loopback
 from tests.fixtures.broker import produce
 from tests.fixtures.desk import DeskProcess, desk_settings
 from tests.fixtures.stack import wait_until
@@ -108,7 +109,7 @@ def pods(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def listed(url: str) -> list[str] | None:
     try:
-        answer = httpx.get(
+        answer = loopback.get(
             f"{url}/v1/alerts?limit=500",
             headers={"Authorization": f"Bearer {DEV_TOKEN}"},
             timeout=10,
@@ -137,7 +138,7 @@ def test_every_pod_lists_the_same_complete_set(pods: Pods) -> None:
 
 
 def sign_in(url: str, token: str = DEV_TOKEN) -> httpx.Client:
-    client = httpx.Client(base_url=url, follow_redirects=False, timeout=30)
+    client = loopback.Client(base_url=url, follow_redirects=False, timeout=30)
     client.get("/console/sign-in")
     answer = client.post(
         "/console/sign-in", data={"csrf": client.cookies["safeguard_signin"], "token": token}
@@ -150,7 +151,7 @@ def test_a_session_works_on_any_pod_and_survives_a_restart(pods: Pods) -> None:
     first, second = pods.pods
     browser = sign_in(first.url)
     cookie = browser.cookies["safeguard_session"]
-    other = httpx.Client(
+    other = loopback.Client(
         base_url=second.url,
         cookies={"safeguard_session": cookie},
         follow_redirects=False,
@@ -161,7 +162,7 @@ def test_a_session_works_on_any_pod_and_survives_a_restart(pods: Pods) -> None:
     assert "Signed in as <strong>development</strong>" in page.text
     first.stop()
     first.start()
-    again = httpx.Client(
+    again = loopback.Client(
         base_url=first.url,
         cookies={"safeguard_session": cookie},
         follow_redirects=False,
@@ -256,17 +257,17 @@ def test_postgres_away_for_half_a_minute_is_a_clear_503_then_complete(pods: Pods
         deadline = time.monotonic() + OUTAGE_SECONDS
         seen = 0
         while time.monotonic() < deadline:
-            answer = httpx.get(
+            answer = loopback.get(
                 f"{pod.url}/v1/alerts", headers={"Authorization": f"Bearer {DEV_TOKEN}"}, timeout=20
             )
             assert answer.status_code == 503, answer.text
             assert answer.json()["error"] == "database_unavailable"
             assert "database" in answer.json()["message"]
             assert answer.headers["Retry-After"] == "5"
-            ready = httpx.get(f"{pod.url}/readyz", timeout=20)
+            ready = loopback.get(f"{pod.url}/readyz", timeout=20)
             assert ready.status_code == 503
             assert ready.json()["reason"] == "the database does not answer"
-            assert httpx.get(f"{pod.url}/healthz", timeout=5).status_code == 200
+            assert loopback.get(f"{pod.url}/healthz", timeout=5).status_code == 200
             seen += 1
             time.sleep(2)
         assert seen >= 3
@@ -278,20 +279,20 @@ def test_postgres_away_for_half_a_minute_is_a_clear_503_then_complete(pods: Pods
         assert wait_until(
             lambda each=each: sorted(listed(each.url) or []) == everything, timeout=90
         ), (
-            [httpx.get(f"{p.url}/readyz", timeout=5).text for p in pods.pods],
+            [loopback.get(f"{p.url}/readyz", timeout=5).text for p in pods.pods],
             len(listed(each.url) or []),
             len(everything),
         )
-    assert httpx.get(f"{pod.url}/readyz", timeout=5).status_code == 200
+    assert loopback.get(f"{pod.url}/readyz", timeout=5).status_code == 200
 
 
 def test_no_child_id_reaches_a_log_or_a_metric(pods: Pods) -> None:
     for pod in pods.pods:
-        answer = httpx.get(
+        answer = loopback.get(
             f"{pod.url}/v1/children/C-PODCHILD-1",
             headers={"Authorization": f"Bearer {DEV_TOKEN}"},
             timeout=10,
         )
         assert answer.status_code == 200
-        assert "C-PODCHILD" not in httpx.get(f"{pod.url}/metrics", timeout=10).text
+        assert "C-PODCHILD" not in loopback.get(f"{pod.url}/metrics", timeout=10).text
         assert "C-PODCHILD" not in pod.log.read_text()

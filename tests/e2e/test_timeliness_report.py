@@ -33,6 +33,7 @@ from devtools.broker import free_port
 from devtools.stack import DEV_TOKEN, DEV_TOKENS_FILE, DevStack, ServiceSpec
 from services.cli.main import app as cli_app
 from services.common.processes import spawn, stop
+from tests.fixtures import loopback
 from tests.fixtures.broker import produce, read_all
 from tests.fixtures.events import (
     decisions_after_the_period_policy,
@@ -283,7 +284,7 @@ def test_free_text_in_the_query_is_never_echoed(stack: DevStack) -> None:
 
 def signed_in(stack: DevStack, token: str) -> httpx.Client:
     """A browser-like client signed in to the console with `token`."""
-    client = httpx.Client(base_url=stack.url("desk"), follow_redirects=False, timeout=30)
+    client = loopback.Client(base_url=stack.url("desk"), follow_redirects=False, timeout=30)
     client.get("/console/sign-in")
     pre = client.cookies["safeguard_signin"]
     answer = client.post("/console/sign-in", data={"csrf": pre, "token": token})
@@ -295,7 +296,7 @@ def test_the_console_serves_the_report_to_signed_in_people(
     stack: DevStack, answered: dict[str, Any]
 ) -> None:
     path = f"/console/reports/timeliness?from={PERIOD['from']}&to={PERIOD['to']}"
-    anonymous = httpx.get(f"{stack.url('desk')}{path}", follow_redirects=False)
+    anonymous = loopback.get(f"{stack.url('desk')}{path}", follow_redirects=False)
     assert anonymous.status_code == 303
     assert anonymous.headers["Location"] == "/console/sign-in"
 

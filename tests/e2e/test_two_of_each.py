@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,6 +31,7 @@ from services.common.processes import spawn
 from services.desk import migrate
 from tests.e2e.test_desk_pods import sign_in
 from tests.e2e.test_scenarios import alert_states, observed, offset, scenario_files, subjects_of
+from tests.fixtures import loopback
 from tests.fixtures.stack import Client, StackFactory, wait_until
 from tests.fixtures.webhook import WebhookReceiver
 
@@ -305,7 +305,7 @@ def untold(system: TwoOfEach, webhook: WebhookReceiver) -> set[str]:
 
 def webhook_requests(url: str) -> int:
     """How many webhook requests this notify worker made (every attempt, retries too)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = loopback.get(f"{url}/metrics", timeout=10).text
     return sum(
         int(sample.value)
         for family in text_string_to_metric_families(text)

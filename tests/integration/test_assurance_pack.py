@@ -54,6 +54,7 @@ from schemas.views import ChildView, RefusedFulfilment, child_view_event
 from services.common.auth import Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
+from tests.fixtures import loopback
 from tests.fixtures.broker import read_all
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.events import envelope
@@ -304,7 +305,7 @@ class Env:
 
     def pack(self, token: str, **params: str) -> httpx.Response:
         query = {"period": "2026-Q3", "as_of": "2026-10-01T00:00:00Z", **params}
-        return httpx.get(
+        return loopback.get(
             f"{self.desk.url}/v1/reports/pack",
             params=query,
             headers={"Authorization": f"Bearer {TOKENS.secret(token)}"},

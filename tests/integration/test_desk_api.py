@@ -32,6 +32,7 @@ from services.common.clock import FakeClock
 from services.common.kafka import Topics
 from services.desk.openapi import document
 from services.desk.timeliness import Query, timeliness
+from tests.fixtures import loopback
 from tests.fixtures.broker import produce, read_all
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.postgres import PostgresServer
@@ -66,7 +67,7 @@ class Env:
 
     def get(self, path: str, token: str | None = DEV_TOKEN, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.get(
+        return loopback.get(
             f"{self.desk.url}{path}",
             headers={**headers, **kwargs.pop("headers", {})},
             timeout=30,
@@ -77,7 +78,7 @@ class Env:
         self, path: str, body: Any = None, token: str | None = DEV_TOKEN, **kwargs: Any
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.post(
+        return loopback.post(
             f"{self.desk.url}{path}", json=body, headers=headers, timeout=30, **kwargs
         )
 
@@ -312,13 +313,13 @@ def test_acknowledging_publishes_a_command_once_the_checks_pass(env: Env) -> Non
     assert env.post("/v1/alerts/al-api-n1/ack", {}, TOKENS.secret("reader")).status_code == 403
     assert env.post("/v1/alerts/al-nope/ack", {}, north).status_code == 404
     assert env.post("/v1/alerts/al-api-n1/ack", {"by": "x\u0000"}, north).status_code == 422
-    raw = httpx.post(
+    raw = loopback.post(
         f"{env.desk.url}/v1/alerts/al-api-n1/ack",
         content=b"{",
         headers={"Authorization": f"Bearer {north}"},
     )
     assert raw.status_code == 400
-    big = httpx.post(
+    big = loopback.post(
         f"{env.desk.url}/v1/alerts/al-api-n1/ack",
         content=b" " * 20000,
         headers={"Authorization": f"Bearer {north}"},
@@ -563,7 +564,7 @@ def test_the_served_openapi_is_the_committed_one_and_covers_every_route(env: Env
 def test_no_query_is_a_server_error_and_none_is_echoed(
     env: Env, path: str, params: dict[str, str]
 ) -> None:
-    answer = httpx.get(
+    answer = loopback.get(
         f"{env.desk.url}{path}",
         params={**params, "marker": "Jane Doe"},
         headers={"Authorization": f"Bearer {DEV_TOKEN}"},

@@ -37,6 +37,7 @@ from schemas.alerts import Rule
 from services.common.auth import Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
+from tests.fixtures import loopback
 from tests.fixtures.broker import produce
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.postgres import PostgresServer
@@ -244,7 +245,7 @@ def desk(
         )
         sessions: dict[str, httpx.Client] = {}
         for name in TOKENS.tokens:
-            client = httpx.Client(base_url=server.url, timeout=30, follow_redirects=False)
+            client = loopback.Client(base_url=server.url, timeout=30, follow_redirects=False)
             client.get("/console/sign-in")
             signed = client.post(
                 "/console/sign-in",
@@ -322,7 +323,7 @@ def test_the_api_answers_every_caller_for_both_areas_as_the_matrix_says(
     method, template = route
     areas: tuple[str | None, ...] = AREAS if spec.reads != "nothing" else (None,)
     for caller in CALLERS:
-        client = httpx.Client(
+        client = loopback.Client(
             base_url=desk.url, timeout=30, headers=TOKENS.header(caller), follow_redirects=False
         )
         for area in areas:
@@ -351,7 +352,7 @@ def test_every_console_page_answers_every_person_for_both_areas_as_the_matrix_sa
     method, template = route
     areas: tuple[str | None, ...] = AREAS if spec.reads != "nothing" else (None,)
     for caller in CALLERS:
-        client = desk.sessions.get(caller or "") or httpx.Client(
+        client = desk.sessions.get(caller or "") or loopback.Client(
             base_url=desk.url, timeout=30, follow_redirects=False
         )
         signed_in = (caller or "") in desk.sessions
@@ -392,7 +393,7 @@ def test_lists_counts_and_reports_show_every_rule_of_the_callers_area_only(
 ) -> None:
     caller = f"duty-{area}"
     other = next(a for a in AREAS if a != area)
-    api = httpx.Client(base_url=desk.url, timeout=30, headers=TOKENS.header(caller))
+    api = loopback.Client(base_url=desk.url, timeout=30, headers=TOKENS.header(caller))
     listed = api.get("/v1/alerts", params={"limit": 500}).json()["alerts"]
     assert {a["alert_id"] for a in listed} == {f"al-m-{rule.value}-{area}" for rule in Rule} | {
         f"al-m-done-{area}"
@@ -426,14 +427,14 @@ def test_lists_counts_and_reports_show_every_rule_of_the_callers_area_only(
 def test_a_child_in_both_areas_shows_each_caller_their_part_and_that_others_hold_more(
     desk: Desk,
 ) -> None:
-    north = httpx.Client(base_url=desk.url, timeout=30, headers=TOKENS.header("duty-north"))
+    north = loopback.Client(base_url=desk.url, timeout=30, headers=TOKENS.header("duty-north"))
     child = north.get("/v1/children/C-M-BOTH").json()
     assert child["others_hold_more"] is True
     assert {e["area"] for e in child["recent_events"]} == {"north"}
     assert {f["area"] for f in child["factors"]} == {"north"}
     assert {a["area"] for a in child["alerts"]} == {"north"}
     assert child["score"] is None  # it rests on the south's factors too
-    whole = httpx.get(
+    whole = loopback.get(
         f"{desk.url}/v1/children/C-M-BOTH", headers=TOKENS.header("duty-all"), timeout=30
     ).json()
     assert whole["others_hold_more"] is False
@@ -447,7 +448,7 @@ def test_a_child_in_both_areas_shows_each_caller_their_part_and_that_others_hold
 
 def test_the_audit_search_is_for_the_audit_role_only(desk: Desk) -> None:
     for caller in CALLERS:
-        answer = httpx.get(
+        answer = loopback.get(
             f"{desk.url}/v1/audit",
             params={"principal": "duty-north"},
             headers=TOKENS.header(caller),
@@ -461,6 +462,6 @@ def test_open_routes_answer_anyone(desk: Desk) -> None:
         if spec.role is not None or method != "GET" or "sign-in" in template:
             continue
         path = template.replace("{name}", "console.css")
-        answer = httpx.get(f"{desk.url}{path}", timeout=30, follow_redirects=False)
+        answer = loopback.get(f"{desk.url}{path}", timeout=30, follow_redirects=False)
         assert answer.status_code in {200, 303}, (path, answer.status_code)
         assert answer.headers["X-Content-Type-Options"] == "nosniff"

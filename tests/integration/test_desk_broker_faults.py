@@ -13,12 +13,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from kafka import KafkaProducer
 
 from devtools.stack import DEV_TOKEN
 from services.common.kafka import Topics
+from tests.fixtures import loopback
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.netproxy import ProxiedBroker
 from tests.fixtures.postgres import PostgresServer
@@ -44,7 +44,7 @@ def produce(bootstrap: str, topic: str, views: list[object]) -> None:
 
 
 def listed(url: str) -> set[str] | None:
-    answer = httpx.get(f"{url}/v1/alerts?limit=500", headers=AUTH, timeout=30)
+    answer = loopback.get(f"{url}/v1/alerts?limit=500", headers=AUTH, timeout=30)
     return {a["alert_id"] for a in answer.json()["alerts"]} if answer.status_code == 200 else None
 
 
@@ -78,15 +78,17 @@ def test_a_silent_broker_is_a_bounded_503_and_projection_resumes_after(
         for fault in (proxied_broker.proxy.partition, proxied_broker.proxy.refuse):
             fault()
             started = time.monotonic()
-            read = httpx.get(f"{desk.url}/v1/alerts", headers=AUTH, timeout=30)
+            read = loopback.get(f"{desk.url}/v1/alerts", headers=AUTH, timeout=30)
             assert read.status_code == 503, read.text
             assert read.json()["error"] == "broker_unavailable"
             assert read.headers["Retry-After"] == "5"
             assert time.monotonic() - started < PUBLISH_TIMEOUT + SLACK
-            act = httpx.post(f"{desk.url}/v1/alerts/al-f-00/ack", json={}, headers=AUTH, timeout=30)
+            act = loopback.post(
+                f"{desk.url}/v1/alerts/al-f-00/ack", json={}, headers=AUTH, timeout=30
+            )
             assert act.status_code == 503, act.text
             # What needs no record still answers: the database is there.
-            assert httpx.get(f"{desk.url}/readyz", timeout=10).status_code == 200
+            assert loopback.get(f"{desk.url}/readyz", timeout=10).status_code == 200
             proxied_broker.proxy.heal()
 
         produce(proxied_broker.bootstrap, topics.alert_views, after)

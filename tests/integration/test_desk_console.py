@@ -21,6 +21,7 @@ from devtools.broker import create_topics
 from services.common.auth import Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
+from tests.fixtures import loopback
 from tests.fixtures.broker import produce
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.fake_notify import FakeNotify
@@ -74,7 +75,7 @@ class Console:
     database_url: str
 
     def browser(self, name: str | None = None) -> httpx.Client:
-        client = httpx.Client(base_url=self.desk.url, follow_redirects=False, timeout=30)
+        client = loopback.Client(base_url=self.desk.url, follow_redirects=False, timeout=30)
         if name is not None:
             client.get("/console/sign-in")
             answer = client.post(
@@ -146,7 +147,7 @@ def test_sign_in_gives_a_strict_cookie_and_refuses_bad_tokens_and_forged_forms(
     bad = client.post("/console/sign-in", data={"csrf": pre, "token": "nope"})
     assert bad.status_code == 401
     assert "That token is not valid." in bad.text
-    forged = httpx.post(
+    forged = loopback.post(
         f"{console.desk.url}/console/sign-in", data={"token": TOKENS.secret("reader")}
     )
     assert forged.status_code == 403
@@ -168,7 +169,9 @@ def test_sign_in_gives_a_strict_cookie_and_refuses_bad_tokens_and_forged_forms(
     assert dpo.get("/console/queue").status_code == 403  # audit only: no alerts
     assert dpo.get("/console/audit").status_code == 200
     assert (
-        httpx.get(f"{console.desk.url}/console/queue", follow_redirects=False).headers["Location"]
+        loopback.get(f"{console.desk.url}/console/queue", follow_redirects=False).headers[
+            "Location"
+        ]
         == "/console/sign-in"
     )
 
@@ -187,7 +190,7 @@ def test_the_queue_orders_filters_and_scopes(console: Console) -> None:
     assert re.findall(r'data-alert-id="([^"]+)"', live.text) == ["al-con-med"]
     assert north.get("/console/queue?severity=low").status_code == 422
     assert north.get("/console/queue?after=garbage").status_code == 422
-    assert httpx.get(f"{console.desk.url}/console/queue/live").status_code == 401
+    assert loopback.get(f"{console.desk.url}/console/queue/live").status_code == 401
 
 
 def test_the_alert_page_acts_through_a_command_and_shows_the_result(console: Console) -> None:

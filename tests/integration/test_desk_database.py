@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -35,6 +34,7 @@ from services.desk.schema import metadata, obligations
 from services.desk.sessions import Lifetimes, SessionStore, SignedIn, hash_id
 from services.desk.settings import DatabaseSettings
 from services.desk.urgency import Tier, urgency
+from tests.fixtures import loopback
 from tests.fixtures.desk import DeskServer, desk_environment, desk_settings
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.views import T0, alert_view, alert_view_record
@@ -437,13 +437,13 @@ def test_readyz_says_why_when_the_schema_is_behind(postgres: PostgresServer) -> 
         )
     ).start()
     try:
-        answer = httpx.get(f"{server.url}/readyz", timeout=10)
+        answer = loopback.get(f"{server.url}/readyz", timeout=10)
         assert answer.status_code == 503
         assert answer.headers["Retry-After"] == "5"
         assert f"needs revision {migrate.head()}" in answer.json()["reason"]
-        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        assert loopback.get(f"{server.url}/healthz", timeout=10).status_code == 200
         migrate.upgrade(url)
-        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        ready = loopback.get(f"{server.url}/readyz", timeout=10)
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "schema": migrate.head()}
     finally:

@@ -10,11 +10,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devtools.broker import create_topics
 from services.common.kafka import Topics
+from tests.fixtures import loopback
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.tokens import TokenSet
@@ -102,7 +102,7 @@ def test_a_body_sent_slowly_is_a_408(desk: DeskServer) -> None:
 def test_a_large_body_is_refused_and_every_answer_carries_the_security_headers(
     desk: DeskServer,
 ) -> None:
-    big = httpx.post(
+    big = loopback.post(
         f"{desk.url}/v1/alerts/al-x/ack",
         content=b"{" + b" " * (100 * 1024) + b"}",
         headers={**TOKENS.header("duty-all"), "Content-Type": "application/json"},
@@ -112,9 +112,9 @@ def test_a_large_body_is_refused_and_every_answer_carries_the_security_headers(
     assert big.json()["error"] == "too_large"
     for answer in (
         big,
-        httpx.get(f"{desk.url}/v1/alerts", timeout=30),
-        httpx.get(f"{desk.url}/nowhere", timeout=30),
-        httpx.get(f"{desk.url}/console/queue", timeout=30),
+        loopback.get(f"{desk.url}/v1/alerts", timeout=30),
+        loopback.get(f"{desk.url}/nowhere", timeout=30),
+        loopback.get(f"{desk.url}/console/queue", timeout=30),
     ):
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
         assert answer.headers["X-Frame-Options"] == "DENY"

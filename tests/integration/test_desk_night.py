@@ -29,6 +29,7 @@ from services.cli.main import app
 from services.common.auth import Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
+from tests.fixtures import loopback
 from tests.fixtures.broker import produce
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.fake_notify import FakeNotify
@@ -54,12 +55,12 @@ class Night:
     bootstrap: str
 
     def api(self, path: str, name: str = "duty-all", **params: str) -> httpx.Response:
-        return httpx.get(
+        return loopback.get(
             f"{self.desk.url}{path}", params=params, headers=TOKENS.header(name), timeout=30
         )
 
     def browser(self, name: str | None = None) -> httpx.Client:
-        client = httpx.Client(base_url=self.desk.url, follow_redirects=False, timeout=30)
+        client = loopback.Client(base_url=self.desk.url, follow_redirects=False, timeout=30)
         if name is not None:
             client.get("/console/sign-in")
             answer = client.post(

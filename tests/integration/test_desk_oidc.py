@@ -33,6 +33,7 @@ import pytest
 
 from devtools.broker import create_topics, free_port
 from services.common.kafka import Topics
+from tests.fixtures import loopback
 from tests.fixtures.broker import produce, read_all
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.fake_notify import FakeNotify
@@ -82,7 +83,7 @@ class Sso:
     def client(self) -> httpx.Client:
         """A browser of its own, from an address of its own (the throttle counts per address)."""
         address = f"198.51.100.{next(_ADDRESSES)}"
-        return httpx.Client(
+        return loopback.Client(
             timeout=30, follow_redirects=False, headers={"X-Forwarded-For": address}
         )
 
@@ -187,7 +188,7 @@ def test_a_person_signs_in_sees_their_areas_and_is_the_actor_of_what_they_do(sso
     assert "by Alice Okafor" in shown.text
     assert FORGED not in shown.text
     # A system's token is the actor of what it does: a forged `by` is ignored there too.
-    api = httpx.post(
+    api = loopback.post(
         f"{sso.desk.url}/v1/alerts/al-sso-north-2/ack",
         headers=TOKENS.header("duty-north"),
         json={"by": FORGED, "note": "from the API"},
@@ -364,7 +365,7 @@ def test_failed_sign_ins_are_throttled_per_account_and_per_client_and_audited(ss
 def test_polling_keeps_no_session_alive_and_writes_one_record_per_distinct_list(
     sso: Sso,
 ) -> None:
-    browser = httpx.Client(base_url=sso.desk.url, timeout=30, follow_redirects=False)
+    browser = loopback.Client(base_url=sso.desk.url, timeout=30, follow_redirects=False)
     browser.get("/console/sign-in")
     signed = browser.post(
         "/console/sign-in",
@@ -404,7 +405,7 @@ def test_polling_keeps_no_session_alive_and_writes_one_record_per_distinct_list(
 
 
 def test_the_sign_in_page_lets_its_form_go_on_to_the_provider_only(sso: Sso) -> None:
-    page = httpx.get(f"{sso.desk.url}/console/sign-in", timeout=30)
+    page = loopback.get(f"{sso.desk.url}/console/sign-in", timeout=30)
     csp = page.headers["Content-Security-Policy"]
     assert f"form-action 'self' {sso.front.url};" in csp
     assert "Sign in with Test Force account" in page.text

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import promql_parser
-import yaml
 from pydantic import BaseModel
 
+from services.common import yaml_text
 from services.desk.settings import DeskSettings
 from services.ingest.settings import IngestSettings
 from services.notify.settings import NotifySettings
@@ -69,12 +69,12 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
         [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, f"kustomize {directory} failed:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return [doc for doc in yaml_text.load_all(result.stdout) if doc]
 
 
 def load_yaml(path: Path) -> Any:
     """Load one YAML document."""
-    return yaml.safe_load(path.read_text())
+    return yaml_text.load(path.read_text())
 
 
 # Grafana's interval variables, replaced so that dashboard queries parse as PromQL.
