@@ -206,6 +206,10 @@ def test_ingest_recovers_from_a_network_fault_and_loses_nothing_acknowledged(
         assert first.ended - healed < RECOVERY_SECONDS
         assert ready_after is not None
         assert ready_after < RECOVERY_SECONDS
+        # Each probe that failed in the fault closed its client: at most the current one
+        # is left (kafka-python leaves a failed client's thread reconnecting for ever).
+        probes = [t for t in threading.enumerate() if t.name == "kafka-io-safeguard-ingest-probe"]
+        assert len(probes) <= 1, f"{len(probes)} probe clients left running"
     finally:
         client.stop()
 
