@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from devtools.broker import DevBroker, create_topics, wait_until_answers  # noqa: E402
+from devtools.broker import SESSION_SECONDS, DevBroker, create_topics, wait_until_answers  # noqa: E402
 from devtools.postgres import DevPostgres  # noqa: E402
 from devtools.stack import DEV_TOKENS_FILE  # noqa: E402
 from services.common.clock import SystemClock  # noqa: E402
@@ -178,7 +178,11 @@ async def run(args: argparse.Namespace, bootstrap: str, url: str) -> None:
         database_url=url,
         kafka=KafkaSettings(bootstrap_servers=bootstrap, topics=topics),
         audit_topic=audit_topic,
-        projector={"group_id": prefix, "session_timeout_seconds": 6, "max_records": args.batch},
+        projector={
+            "group_id": prefix,
+            "session_timeout_seconds": SESSION_SECONDS,
+            "max_records": args.batch,
+        },
     )
     database = Database(url, settings.db)
     load = os.getloadavg()[0]

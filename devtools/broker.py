@@ -28,6 +28,11 @@ from services.common.processes import spawn, stop
 log = structlog.get_logger(__name__)
 
 DEFAULT_PARTITIONS = 4
+# The group session of every consumer on this broker (Faust workers, desk projectors).
+# Tansu holds each JoinGroup for half the session, in whole seconds (its coordinator),
+# where Apache Kafka answers once the members are in; a short session keeps each join,
+# and each dead member's eviction, short. Heartbeats go every second.
+SESSION_SECONDS = 4
 
 
 class BrokerStartError(RuntimeError):

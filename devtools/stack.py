@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from devtools.broker import SESSION_SECONDS
 from services.common.audit import AUDIT_TOPIC
 from services.common.environment import development_environment
 from services.common.kafka import Topics
@@ -155,8 +156,7 @@ class DevStack:
         return {
             f"{p}DATABASE_URL": self.database_url,
             f"{p}PROJECTOR__GROUP_ID": f"safeguard-desk{self.app_suffix}",
-            # Tansu holds a join for half the session: 3 s rather than 5 (see streams below).
-            f"{p}PROJECTOR__SESSION_TIMEOUT_SECONDS": "6",
+            f"{p}PROJECTOR__SESSION_TIMEOUT_SECONDS": str(SESSION_SECONDS),
             # Notify's policy: the console's time zone, guidance and who is on duty.
             f"{p}POLICY_FILE": str(self.policy_file),
         } | self._smtp_environment(p)
@@ -179,11 +179,9 @@ class DevStack:
             f"{p}STREAM__STORE": "memory://",
             f"{p}STREAM__DATA_DIR": str(data_dir),
             f"{p}STREAM__PARTITIONS": str(self.partitions),
-            # Tansu: one record per batch keeps its end offsets right (see streams.py),
-            # and a 6 s session shortens its group join: it holds each join for half the
-            # session (whole seconds), where Apache Kafka answers when the members are in.
+            # Tansu: one record per batch keeps its end offsets right (see streams.py).
             f"{p}STREAM__PRODUCER_MAX_BATCH_SIZE": "1",
-            f"{p}STREAM__SESSION_TIMEOUT_SECONDS": "6",
+            f"{p}STREAM__SESSION_TIMEOUT_SECONDS": str(SESSION_SECONDS),
             f"{p}POLICY_FILE": str(self.policy_file),
         }
 

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from kafka import KafkaProducer
 
-from devtools.broker import create_topics, free_port
+from devtools.broker import SESSION_SECONDS, create_topics, free_port
 from devtools.postgres import DevPostgres
 from devtools.stack import DEV_TOKEN
 from services.common.kafka import Topics
@@ -215,7 +215,7 @@ def test_a_projector_killed_mid_replay_loses_and_repeats_nothing(pods: Pods) -> 
         projector={
             "group_id": f"kill-{uuid.uuid4().hex[:8]}",
             "max_records": 100,
-            "session_timeout_seconds": 6,
+            "session_timeout_seconds": SESSION_SECONDS,
         },
     )
     victim = DeskProcess(settings, pods.folder / "victim.log").start()

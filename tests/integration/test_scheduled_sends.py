@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from devtools.broker import create_topics
+from devtools.broker import SESSION_SECONDS, create_topics
 from devtools.stack import DEFAULT_POLICY
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
@@ -132,7 +132,7 @@ def env(
             projector={
                 "enabled": n == 0,
                 "group_id": f"desk-{suffix}",
-                "session_timeout_seconds": 6,
+                "session_timeout_seconds": SESSION_SECONDS,
             },
         )
         pods.append(DeskServer(settings, clock=clock).start())
