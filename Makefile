@@ -33,7 +33,7 @@ PYTEST_WORKERS ?= 4
 test:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) tools
 	@$(MAKE) --no-print-directory checks > $(VENV)/checks.log 2>&1 & checks=$$!; \
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); \
 	tests=$$?; wait $$checks; checked=$$?; cat $(VENV)/checks.log; \
 	[ $$checked = 0 ] || echo "make test: lint, type or schema checks failed (above)" >&2; \
 	[ $$tests = 0 ] && [ $$checked = 0 ]
