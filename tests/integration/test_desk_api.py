@@ -388,6 +388,18 @@ def _search(env: Env, query: str, token: str | None = None) -> httpx.Response:
     return env.get(f"/v1/audit?{query}&from=2026-01-01", token or TOKENS.secret("dpo"))
 
 
+def _search_until(env: Env, query: str, actions: set[str]) -> list[dict[str, Any]]:
+    """Return the records `query` finds once they include every one of `actions`."""
+
+    def found() -> list[dict[str, Any]] | None:
+        records: list[dict[str, Any]] = _search(env, query).json()["records"]
+        return records if actions <= {r["action"] for r in records} else None
+
+    records = wait_until(found, timeout=30)
+    assert records, (query, _search(env, query).json())
+    return records
+
+
 def test_the_audit_search_finds_who_read_or_acted_and_is_audited(env: Env) -> None:
     # The desk's own records (earlier tests) come back through the projector.
     def acted() -> list[dict[str, Any]] | None:
@@ -404,10 +416,13 @@ def test_the_audit_search_finds_who_read_or_acted_and_is_audited(env: Env) -> No
     assert found, _search(env, f"child_id={CHILD}").json()
     assert [r["at"] for r in found] == sorted((r["at"] for r in found), reverse=True)
     assert {r["service"] for r in found} >= {"risk", "desk"}
-    mine = _search(env, "principal=duty-north").json()["records"]
+
+    # Each record is projected on its own: wait for every one the assertions read.
+    mine = _search_until(
+        env, "principal=duty-north", {"alert.acknowledged", "alert.noted", "child.viewed"}
+    )
     assert {r["actor"] for r in mine} == {"duty-north"}
-    assert {"alert.acknowledged", "alert.noted", "child.viewed"} <= {r["action"] for r in mine}
-    reports = _search(env, "report=timeliness").json()["records"]
+    reports = _search_until(env, "report=timeliness", {"report.viewed"})
     assert {r["action"] for r in reports} == {"report.viewed"}
     page = _search(env, f"child_id={CHILD}&limit=1").json()
     assert len(page["records"]) == 1
