@@ -31,9 +31,9 @@ DEFAULT_PARTITIONS = 4
 # The group session of every consumer on this broker (Faust workers, desk projectors).
 # Tansu holds each JoinGroup for half the session, in whole seconds (its coordinator),
 # where Apache Kafka answers once the members are in; a short session keeps each join,
-# and each dead member's eviction, short. Heartbeats go every second. (4 s was tried: a
-# notify restarted under load then dead-lettered notification records of alerts it did
-# not yet hold, docs/design.md.)
+# and each dead member's eviction, short. Heartbeats go every second. Not shorter: at 4 s
+# a notify restarted under load dead-lettered notification records of alerts it did not
+# yet hold (docs/design.md, "The development broker").
 SESSION_SECONDS = 6
 
 
