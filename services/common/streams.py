@@ -15,6 +15,7 @@ from kafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
 from services.common.kafka import KafkaSettings
+from services.common.kafka_clients import bootstrapped
 
 
 class StreamSettings(BaseModel):
@@ -81,7 +82,7 @@ def topic_partitions(
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
-            consumer = KafkaConsumer(**kafka.kafka_python_options())
+            consumer = bootstrapped(KafkaConsumer, **kafka.kafka_python_options())
             try:
                 found = consumer.partitions_for_topic(topic)
             finally:

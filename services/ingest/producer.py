@@ -41,6 +41,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from services.common.kafka import KafkaSettings
+from services.common.kafka_clients import bootstrapped
 from services.ingest.errors import BrokerUnavailable
 from services.ingest.metrics import IngestMetrics
 from services.ingest.producer_health import ProducerHealth, RetirementReason
@@ -245,7 +246,8 @@ class EventWriter:
         timeout_ms = int(self._readiness_timeout * 1000)
         try:
             if self._admin is None:
-                self._admin = _admin_client(
+                self._admin = bootstrapped(
+                    KafkaAdminClient,
                     **self._kafka.kafka_python_options(),
                     client_id="safeguard-ingest-probe",
                     request_timeout_ms=timeout_ms,
@@ -308,26 +310,6 @@ class EventWriter:
             self._admin = None
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._closer.shutdown(wait=True, cancel_futures=False)
-
-
-def _admin_client(**options: object) -> KafkaAdminClient:
-    """Return a bootstrapped admin client, or raise with none of its threads left running.
-
-    kafka-python 3.0 starts a client's I/O thread before the constructor bootstraps, and
-    leaves it running (reconnecting for ever) when the bootstrap fails: every readiness
-    probe failed in an outage would otherwise leave one more thread behind.
-    """
-    admin = KafkaAdminClient.__new__(KafkaAdminClient)
-    try:
-        admin.__init__(**options)
-    except BaseException:
-        client, net = getattr(admin, "_client", None), getattr(admin, "_net", None)
-        if client is not None:
-            client.close()
-        if net is not None:
-            net.stop()
-        raise
-    return admin
 
 
 def _close_producer(producer: Any, timeout: float) -> None:  # noqa: ANN401 - kafka-python

@@ -1,0 +1,49 @@
+"""A kafka-python client whose bootstrap fails leaves no I/O thread behind.
+
+Against a port that refuses connections and against one that accepts them and never
+answers (a broker hung, or a partition): the constructor fails, and its thread is gone.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.errors import KafkaError
+
+from devtools.broker import free_port
+from services.common.kafka_clients import bootstrapped
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["refused", "silent"])
+def unanswering(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "refused":
+        yield f"127.0.0.1:{free_port()}"
+        return
+    with socket.socket() as listener:  # accepts (the backlog does) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("kind", [KafkaAdminClient, KafkaConsumer])
+def test_a_failed_bootstrap_stops_its_thread(kind: type[object], unanswering: str) -> None:
+    client_id = f"probe-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(KafkaError):
+        bootstrapped(
+            kind,
+            bootstrap_servers=unanswering,
+            client_id=client_id,
+            bootstrap_timeout_ms=1000,
+            request_timeout_ms=1000,
+        )
+    left = [t for t in threading.enumerate() if t.name == f"kafka-io-{client_id}"]
+    for thread in left:
+        thread.join(timeout=5)
+    assert not [t for t in left if t.is_alive()], "the client's I/O thread is still running"
