@@ -47,10 +47,20 @@ class RebuildRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a rebuild is: records written and still to write, over every partition."""
+    """How far a rebuild is: records written and still to write, over every partition.
+
+    `unseen` counts the partitions with no stored row yet: an empty one gets its row when
+    the projector first finds it at its end, and the live desk holds that row too.
+    """
 
     written: int
     remaining: int
+    unseen: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every partition written to the end it had, and each with its row."""
+        return self.remaining == 0 and self.unseen == 0
 
 
 @dataclass(frozen=True)
@@ -84,12 +94,13 @@ async def spans(settings: DeskSettings, topics: list[str]) -> dict[Partition, Sp
 
 def progress(target: dict[Partition, Span], stored: dict[Partition, int]) -> Progress:
     """Return how much of `target` the stored offsets cover."""
-    written = remaining = 0
+    written = remaining = unseen = 0
     for partition, span in target.items():
+        unseen += partition not in stored
         at = min(span.end, max(span.first, stored.get(partition, span.first)))
         written += at - span.first
         remaining += span.end - at
-    return Progress(written=written, remaining=remaining)
+    return Progress(written=written, remaining=remaining, unseen=unseen)
 
 
 async def rebuild(
@@ -128,7 +139,7 @@ async def rebuild(
                 done = await _progress(database, target)
                 if done is not None:
                     report(done)
-                    if done.remaining == 0:
+                    if done.complete:
                         return done
                 if task.done():
                     task.result()  # the projector ended: say why
