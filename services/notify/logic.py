@@ -109,6 +109,7 @@ class NotifyEffects:
     dispatches: list[PendingDelivery] = field(default_factory=list)
     finished: str | None = None
     duplicate: bool = False
+    unmatched: bool = False
     acknowledged_after: float | None = None
     steps: list[Step] = field(default_factory=list)
     expired: bool = False
@@ -251,7 +252,15 @@ class NotifyLogic:
         if not isinstance(event, NotificationSentEvent | NotificationFailedEvent):
             return []  # notify's own trail: the table already has it
         finished = event.data.notification_id
-        record = _require(view, event.data.alert_id)
+        record = view.get(event.data.alert_id)
+        if record is None:
+            # An outcome can reach the broker before the table write of the alert it
+            # follows, which a crash then loses: the alert is read again and its
+            # notification handed over again under the same id (the contract's "worker
+            # died before its outcome was recorded"). Nothing to apply it to; not an error.
+            log.info("outcome_unmatched", alert_id=event.data.alert_id, notification_id=finished)
+            effects = NotifyEffects(finished=finished, unmatched=True)
+            return [Change(event.data.alert_id, None, effects=[effects], write=False)]
         if not on_outcome(record, event.data, now):
             change = _duplicate(record.alert.alert_id)
             change.effects[0].finished = finished
@@ -366,26 +375,31 @@ class NotifyLogic:
             self.deliveries.finished(effects.finished)
         if effects.duplicate:
             self.metrics.duplicates.inc()
+        if effects.unmatched:
+            self.metrics.unmatched_outcomes.inc()
         if effects.expired:
             log.info("alert_expired", alert_id=change.key)
         if effects.acknowledged_after is not None:
             self.metrics.time_to_acknowledge.observe(effects.acknowledged_after)
         for step in effects.steps:
-            if step.reason is not None:
-                self.metrics.escalations.labels(level=str(step.level)).inc()
-            if step.clock_driven:
-                error = (step.taken_at - step.scheduled_at).total_seconds()
-                self.metrics.timing_error.observe(max(0.0, error))
-            log.info(
-                "escalation_step",
-                alert_id=change.key,
-                level=step.level,
-                round=step.round,
-                reason=step.reason.value if step.reason else None,
-            )
+            self._took(change.key, step)
         if change.state is not None:
             for pending in effects.dispatches:
                 self.deliveries.start(change.state, pending)
+
+    def _took(self, alert_id: str, step: Step) -> None:
+        if step.reason is not None:
+            self.metrics.escalations.labels(level=str(step.level)).inc()
+        if step.clock_driven:
+            error = (step.taken_at - step.scheduled_at).total_seconds()
+            self.metrics.timing_error.observe(max(0.0, error))
+        log.info(
+            "escalation_step",
+            alert_id=alert_id,
+            level=step.level,
+            round=step.round,
+            reason=step.reason.value if step.reason else None,
+        )
 
     def rebuilt(self, key: str, state: AlertRecord) -> None:
         """Index a recovered alert."""

@@ -94,6 +94,12 @@ class NotifyMetrics:
             "Messages dropped because they were already processed.",
             registry=registry,
         )
+        self.unmatched_outcomes = Counter(
+            "safeguard_notify_outcomes_unmatched_total",
+            "Delivery outcomes read for an alert the table does not hold (after a crash lost"
+            " the alert's write: it is read again and its notification handed over again).",
+            registry=registry,
+        )
         self.first_attempt_delay = Histogram(
             "safeguard_notify_first_attempt_delay_seconds",
             "From an alert's raise to the start of the first delivery attempt of its level-1"

@@ -344,7 +344,7 @@ class IcsServer:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_get("/rota/seniors.ics", self._serve)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, access_log=None)  # its log holds the URL: not ours
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 

@@ -10,6 +10,7 @@ tests/integration/test_notify_escalation.py; what needs a crash is tested there.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -224,6 +225,30 @@ def test_a_delivery_with_no_outcome_is_handed_over_again_under_the_same_id(loop,
     again = [s for s in pipeline.receivers.sent[1:] if s.pending.level == 1]
     assert [s.pending.notification_id for s in again] == [first.pending.notification_id]
     assert again[0].pending.dispatches == 2
+
+
+def test_an_outcome_read_before_its_alert_is_not_a_dead_letter(loop) -> None:
+    # A crash lost the table write of an alert whose notification had gone out: its
+    # outcome is on the topic, and the alert is read again after it.
+    alert = raised(Severity.HIGH)
+    first = Pipeline(FakeClock(T0))
+    raise_alert(loop, first, alert)
+    [outcome] = first.broker.records(TOPICS.notifications)
+    assert json.loads(outcome.value or b"")["type"] == "notification.sent"
+
+    pipeline = Pipeline(FakeClock(T0))
+    pipeline.broker.append(Record(outcome.topic, outcome.key, outcome.value or b""))
+    loop.run_until_complete(pipeline.run())
+    assert pipeline.broker.records(TOPICS.deadletter) == []
+    reg = pipeline.notify_registry
+    assert pipeline.metric(reg, "safeguard_notify_outcomes_unmatched_total") == 1
+    assert pipeline.notify.driver.get(alert.alert_id) is None
+
+    raise_alert(loop, pipeline, alert)
+    [again] = pipeline.receivers.sent
+    assert again.pending.notification_id == first.receivers.sent[0].pending.notification_id
+    assert pipeline.record(alert.alert_id).deliveries[again.pending.notification_id].outcome
+    assert pipeline.broker.records(TOPICS.deadletter) == []
 
 
 def test_one_events_alerts_go_out_as_one_message_even_across_a_restart(loop) -> None:

@@ -86,9 +86,10 @@ class FaustPublisher:
     several records are wrong and make table recovery skip changelog records) binds the
     changelog only: records read by consumers, which do not depend on end offsets, keep
     the producer's batching. Otherwise Faust's producer, the changelog's: a service
-    whose records must not reach the broker before the state they follow (notify's
-    delivery outcomes name an alert the table must already hold after a crash) keeps
-    them behind its changelog records in one producer.
+    whose records should not reach the broker before the state they follow (notify's
+    delivery outcomes name an alert its table should hold after a crash) keeps them
+    behind its changelog records in one producer: mostly, not always (a partition's
+    backlog of batches leaves one per request), so the logic must still tolerate it.
     """
 
     def __init__(self, app: faust.App, *, own: bool, max_batch_size: int | None) -> None:
