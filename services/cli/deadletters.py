@@ -49,6 +49,7 @@ from schemas.deadletter import DeadLetter, DeadLetterReason
 from services.common.audit import AUDIT_TOPIC, audit_record
 from services.common.auth import Principal
 from services.common.kafka import Topics
+from services.common.kafka_clients import bootstrapped
 
 DEADLETTER_TOPIC = Topics().deadletter
 POLL_TIMEOUT_MS = 500
@@ -132,7 +133,8 @@ def read_dead_letters(
     timeout_ms: int = 10_000,
 ) -> list[Located]:
     """Read the dead-letter topic up to its current end, oldest failure first."""
-    consumer = KafkaConsumer(
+    consumer = bootstrapped(
+        KafkaConsumer,
         **options,
         enable_auto_commit=False,
         group_id=None,

@@ -25,6 +25,7 @@ from typing import IO, Any
 from kafka import KafkaConsumer, TopicPartition
 
 from services.cli.backtest import ARRIVAL_FIELD
+from services.common.kafka_clients import bootstrapped
 
 POLL_TIMEOUT_MS = 500
 # A partition that yields nothing for this long, short of the end it reported, is lost.
@@ -79,7 +80,8 @@ def export(
     timeout_ms: int = 10_000,
 ) -> ExportSummary:
     """Write the records of `topic` from `since` to its current end to `out`."""
-    consumer = KafkaConsumer(
+    consumer = bootstrapped(
+        KafkaConsumer,
         **options,
         enable_auto_commit=False,
         group_id=None,

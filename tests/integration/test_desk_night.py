@@ -29,6 +29,7 @@ from services.cli.main import app
 from services.common.auth import Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
+from services.common.kafka_clients import bootstrapped
 from tests.fixtures import loopback
 from tests.fixtures.broker import produce
 from tests.fixtures.desk import DeskServer, desk_settings
@@ -87,7 +88,7 @@ class Night:
 
 
 def _read_all(bootstrap: str, topic: str) -> list[dict[str, object]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = bootstrapped(KafkaConsumer, bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(partitions)
