@@ -1,0 +1,49 @@
+"""The development broker's binary on a machine that never ran it, by many processes at once.
+
+The test workers of a fresh machine all start their broker within the same second; each
+must get a binary it can run (CI once failed 269 tests on EACCES here).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+STARTERS = 8
+# Each process resolves the binary and runs it at once, as DevBroker.start does. Without
+# the lock, about one start in twenty failed here.
+RESOLVE_AND_RUN = (
+    "import subprocess, sys\n"
+    "from devtools.broker import {resolver}\n"
+    "done = subprocess.run([{resolver}(), '--version'], capture_output=True)\n"
+    "sys.exit(done.returncode)\n"
+)
+
+
+def _start_together(home: Path, resolver: str) -> list[int]:
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("CALF_TANSU_BIN", None)
+    code = RESOLVE_AND_RUN.format(resolver=resolver)
+    starters = [
+        subprocess.Popen(  # noqa: S603 - this interpreter, our own code
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(STARTERS)
+    ]
+    return [starter.wait(timeout=120) for starter in starters]
+
+
+def test_processes_starting_together_on_a_fresh_home_can_each_run_the_broker(
+    tmp_path: Path,
+) -> None:
+    codes = _start_together(tmp_path, "broker_binary")
+
+    assert codes == [0] * STARTERS
+    binaries = list(tmp_path.rglob("*tansu-*"))
+    assert len(binaries) == 1, "one copy, no temporary file left behind"
+    assert os.access(binaries[0], os.X_OK)
