@@ -26,13 +26,14 @@ run: $(STAMP)
 # timing margins.
 PYTEST_WORKERS ?= 4
 
-# The static checks run beside pytest, in the time its workers spend waiting; their output
-# is printed after the tests', and either failing fails the target. Bytecode is written
+# The static checks run beside pytest, at the lowest priority so that they take only the
+# time its workers spend waiting (the workers leave about a quarter of the two cores idle);
+# their output is printed after the tests', and either failing fails the target. Bytecode is written
 # (git ignores it) even where the environment says not to: each worker would otherwise
 # compile and rewrite every test module again, and each process it starts our sources.
 test:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) tools
-	@$(MAKE) --no-print-directory checks > $(VENV)/checks.log 2>&1 & checks=$$!; \
+	@nice -n 19 $(MAKE) --no-print-directory checks > $(VENV)/checks.log 2>&1 & checks=$$!; \
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); \
 	tests=$$?; wait $$checks; checked=$$?; cat $(VENV)/checks.log; \
 	[ $$checked = 0 ] || echo "make test: lint, type or schema checks failed (above)" >&2; \
