@@ -23,6 +23,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from devtools.tansu import broker_binary
 from services.common.audit import AUDIT_TOPIC
 from services.common.kafka import Topics
+from services.common.kafka_clients import bootstrapped
 from services.common.processes import spawn, stop
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,8 @@ def wait_until_answers(bootstrap: str, *, timeout: float = 30.0) -> None:
             time.sleep(0.1)
             continue
         try:
-            admin = KafkaAdminClient(
+            admin = bootstrapped(
+                KafkaAdminClient,
                 bootstrap_servers=bootstrap,
                 request_timeout_ms=3000,
                 bootstrap_timeout_ms=1000,
@@ -93,7 +95,7 @@ def create_topics(
     bootstrap: str, names: Iterable[str], *, partitions: int = DEFAULT_PARTITIONS
 ) -> None:
     """Create topics that do not exist yet (replication 1: development only)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="safeguard-dev")
+    admin = bootstrapped(KafkaAdminClient, bootstrap_servers=bootstrap, client_id="safeguard-dev")
     try:
         existing = set(admin.list_topics())
         wanted = [

@@ -15,7 +15,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaError
 
-from devtools.broker import free_port
+from devtools.broker import BrokerStartError, free_port, wait_until_answers
 from services.common.kafka_clients import bootstrapped
 
 pytestmark = pytest.mark.integration
@@ -47,3 +47,14 @@ def test_a_failed_bootstrap_stops_its_thread(kind: type[object], unanswering: st
     for thread in left:
         thread.join(timeout=5)
     assert not [t for t in left if t.is_alive()], "the client's I/O thread is still running"
+
+
+def test_waiting_for_a_broker_that_never_answers_leaves_no_thread(unanswering: str) -> None:
+    """The development broker's start-up wait retries its admin client until it answers."""
+    before = set(threading.enumerate())
+    with pytest.raises(BrokerStartError):
+        wait_until_answers(unanswering, timeout=3)
+    new = [t for t in threading.enumerate() if t not in before and t.name.startswith("kafka-io")]
+    for thread in new:
+        thread.join(timeout=5)
+    assert not [t for t in new if t.is_alive()], "an admin client's I/O thread is still running"
