@@ -27,8 +27,8 @@ run: $(STAMP)
 PYTEST_WORKERS ?= 4
 
 # The static checks run beside pytest, at the lowest priority so that they take only the
-# time its workers spend waiting (the workers leave about a quarter of the two cores idle);
-# their output is printed after the tests', and either failing fails the target. Bytecode is written
+# time its workers spend waiting (about a quarter of the two cores is idle); their output
+# is printed after the tests', and either failing fails the target. Bytecode is written
 # (git ignores it) even where the environment says not to: each worker would otherwise
 # compile and rewrite every test module again, and each process it starts our sources.
 test:

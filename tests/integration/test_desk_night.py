@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
 from devtools.broker import create_topics
@@ -29,9 +28,8 @@ from services.cli.main import app
 from services.common.auth import Role
 from services.common.clock import FakeClock
 from services.common.kafka import Topics
-from services.common.kafka_clients import bootstrapped
 from tests.fixtures import loopback
-from tests.fixtures.broker import produce
+from tests.fixtures.broker import produce, read_all
 from tests.fixtures.desk import DeskServer, desk_settings
 from tests.fixtures.fake_notify import FakeNotify
 from tests.fixtures.night import BY_ID, CHILD_A, CHILD_B, INCIDENT, NOW, ORDER, VIEWS, night_policy
@@ -88,19 +86,7 @@ class Night:
 
 
 def _read_all(bootstrap: str, topic: str) -> list[dict[str, object]]:
-    consumer = bootstrapped(KafkaConsumer, bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        found: list[dict[str, object]] = []
-        while any(consumer.position(p) < ends[p] for p in partitions):
-            for records in consumer.poll(timeout_ms=500).values():
-                found += [json.loads(r.value) for r in records]
-        return found
-    finally:
-        consumer.close()
+    return [json.loads(r.value) for r in read_all(bootstrap, topic)]
 
 
 @pytest.fixture(scope="module")

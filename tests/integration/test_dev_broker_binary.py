@@ -19,19 +19,18 @@ ROUNDS = 3
 # Each process resolves the binary and runs it at once, as DevBroker.start does.
 RESOLVE_AND_RUN = (
     "import subprocess, sys\n"
-    "from devtools.tansu import {resolver}\n"
-    "done = subprocess.run([{resolver}(), '--version'], capture_output=True)\n"
+    "from devtools.tansu import broker_binary\n"
+    "done = subprocess.run([broker_binary(), '--version'], capture_output=True)\n"
     "sys.exit(done.returncode)\n"
 )
 
 
-def _start_together(home: Path, resolver: str) -> list[int]:
+def _start_together(home: Path) -> list[int]:
     env = {**os.environ, "HOME": str(home)}
     env.pop("CALF_TANSU_BIN", None)
-    code = RESOLVE_AND_RUN.format(resolver=resolver)
     starters = [
         subprocess.Popen(  # noqa: S603 - this interpreter, our own code
-            [sys.executable, "-c", code],
+            [sys.executable, "-c", RESOLVE_AND_RUN],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -46,7 +45,7 @@ def test_processes_starting_together_on_a_fresh_home_can_each_run_the_broker(
 ) -> None:
     for round_ in range(ROUNDS):
         home = tmp_path / f"home-{round_}"
-        codes = _start_together(home, "broker_binary")
+        codes = _start_together(home)
 
         assert codes == [0] * STARTERS, f"round {round_}"
         binaries = list(home.rglob("*tansu-*"))

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.common.kafka_clients import bootstrapped
+from tests.fixtures.broker import plain_consumer
 from tests.fixtures.ingest import IngestServer, child_found
 from tests.fixtures.netproxy import ProxiedBroker
 
@@ -114,7 +114,7 @@ def ids_on_topic(bootstrap: str, topic: str, wanted: set[str], *, timeout: float
     Returns every id read, repeats included (at-least-once: a write answered 503 may have
     reached the broker all the same, and its retry writes the event again).
     """
-    consumer = bootstrapped(KafkaConsumer, bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = plain_consumer(bootstrap)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]

@@ -44,9 +44,7 @@ def test_a_failed_bootstrap_stops_its_thread(kind: type[object], unanswering: st
             request_timeout_ms=1000,
         )
     left = [t for t in threading.enumerate() if t.name == f"kafka-io-{client_id}"]
-    for thread in left:
-        thread.join(timeout=5)
-    assert not [t for t in left if t.is_alive()], "the client's I/O thread is still running"
+    assert not _still_running(left), "the client's I/O thread is still running"
 
 
 def test_waiting_for_a_broker_that_never_answers_leaves_no_thread(unanswering: str) -> None:
@@ -55,6 +53,11 @@ def test_waiting_for_a_broker_that_never_answers_leaves_no_thread(unanswering: s
     with pytest.raises(BrokerStartError):
         wait_until_answers(unanswering, timeout=3)
     new = [t for t in threading.enumerate() if t not in before and t.name.startswith("kafka-io")]
-    for thread in new:
+    assert not _still_running(new), "an admin client's I/O thread is still running"
+
+
+def _still_running(threads: list[threading.Thread]) -> list[threading.Thread]:
+    """Return those of `threads` that have not ended within a few seconds."""
+    for thread in threads:
         thread.join(timeout=5)
-    assert not [t for t in new if t.is_alive()], "an admin client's I/O thread is still running"
+    return [t for t in threads if t.is_alive()]
